@@ -1,0 +1,1 @@
+"""haproxyctl: typed client and CLI for the HAProxy runtime API."""

@@ -1,0 +1,277 @@
+"""A connection to one HAProxy CLI socket: persistent prompt-mode session, reconnect, threads.
+
+Why prompt mode: a one-shot exchange opens a socket per command and cannot split ``;``-chained
+output reliably on 2.6 (an empty success and an error without trailing LF look alike; reference
+§1.2, §1.7). In prompt mode (management.txt §9.3, "prompt") every command line gets its own
+reply followed by ``"\\n> "``, so several lines can be pipelined in one write and each reply is
+framed exactly; and the connection is reused, which halves the latency of small commands.
+
+Why it reconnects by itself: HAProxy closes idle CLI sessions after ``stats timeout`` (10 s by
+default) and on reload. Before reusing the socket we check whether HAProxy already closed it, and
+if the connection dies before any reply byte arrives, an idempotent command is sent again once on
+a fresh connection. A non-idempotent one is not: :class:`~haproxyctl.errors.ConnectionLost`
+tells the caller it may have run.
+
+Worker sockets get ``set severity-output number`` once per session, so errors carry ``[3]:``
+(see :mod:`haproxyctl.protocol.replies`). The master CLI (§9.4) cannot keep that setting across
+``@1`` commands, so there the reply checks rely on known messages and each command's contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from haproxyctl.address import Address, parse_address
+from haproxyctl.errors import CommandError, ConnectionLost, ProtocolError
+from haproxyctl.protocol.encode import Command
+from haproxyctl.protocol.framing import MasterPromptFramer, OneShotFramer, PromptFramer, body_text
+from haproxyctl.protocol.replies import Reply, check_reply, parse_reply
+from haproxyctl.transport import Channel, transport_for
+
+__all__ = ["DEFAULT_TIMEOUT", "Connection"]
+
+log = logging.getLogger("haproxyctl")
+
+#: Seconds allowed for one exchange (connect + send + complete reply) unless told otherwise.
+DEFAULT_TIMEOUT = 10.0
+# Pipelined batches are written in groups of whole lines of at most this many bytes, and each
+# group's replies are read before the next is written: with every reply unread, HAProxy would
+# stop reading our input once its output buffer filled, and both sides would block.
+_MAX_BATCH_BYTES = 64 * 1024
+_PROMPT = Command.build("prompt")
+
+
+class _Framer(Protocol):
+    def feed(self, data: bytes) -> None: ...
+
+    def next_reply(self) -> bytes | None: ...
+
+    @property
+    def pending(self) -> bytes: ...
+
+
+class Connection:
+    """A thread-safe connection to one CLI socket.
+
+    Args:
+        address: a socket address string or :class:`~haproxyctl.address.Address`.
+        timeout: seconds for each exchange (connect + send + reply), overridable per call.
+        connect_timeout: seconds for connecting; defaults to ``min(timeout, 5)``.
+    """
+
+    def __init__(
+        self,
+        address: str | Address,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = None,
+    ) -> None:
+        self.address = address if isinstance(address, Address) else parse_address(address)
+        self.timeout = timeout
+        self._transport = transport_for(
+            self.address,
+            connect_timeout=connect_timeout if connect_timeout is not None else min(timeout, 5.0),
+        )
+        self._lock = threading.RLock()
+        self._channel: Channel | None = None
+        self._framer: _Framer | None = None
+        #: Connections opened so far (reconnects included); handy for tests and diagnostics.
+        self.connects = 0
+
+    # -- public -----------------------------------------------------------------------------
+
+    def execute(self, command: Command, *, timeout: float | None = None) -> Reply:
+        """Run one command on the persistent session; raise a CommandError if HAProxy refused it."""
+        (result,) = self.execute_many([command], timeout=timeout)
+        if isinstance(result, CommandError):
+            raise result
+        return result
+
+    def execute_many(
+        self, commands: Sequence[Command], *, timeout: float | None = None
+    ) -> list[Reply | CommandError]:
+        """Pipeline ``commands`` (one line each, written together) and return one result per
+        command, in order: the checked :class:`Reply`, or the :class:`CommandError` HAProxy's
+        reply amounts to (returned, not raised, so the caller can report each one).
+
+        Transport and protocol failures are raised.
+        """
+        if not commands:
+            return []
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        results: list[Reply | CommandError] = []
+        for group in _groups(commands):
+            bodies = self._roundtrip(group, deadline)
+            for command, body in zip(group, bodies, strict=True):
+                reply = parse_reply(body_text(body))
+                try:
+                    results.append(check_reply(command, reply, address=str(self.address)))
+                except CommandError as exc:
+                    results.append(exc)
+        return results
+
+    def execute_once(self, command: Command, *, timeout: float | None = None) -> Reply:
+        """Run one command on a fresh one-shot connection and read until HAProxy closes it.
+
+        Used for raw commands: the output can be anything (``show env``, ``show errors``...), and
+        reading to EOF frames it exactly whatever it contains.
+        """
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        # No severity tags here: raw output is shown to the user exactly as HAProxy wrote it, so
+        # errors are recognised by their known messages only.
+        line = f"{self.address.route_prefix}{command.line}"
+        channel = self._transport.open()
+        self.connects += 1
+        framer = OneShotFramer()
+        try:
+            channel.send(line.encode("utf-8") + b"\n", deadline=deadline, command=command.line)
+            # The master CLI only answers a one-shot line completely after our EOF (§9.4).
+            channel.shutdown_write()
+            while True:
+                chunk = channel.recv(deadline=deadline, command=command.line,
+                                     partial=framer.pending)
+                if not chunk:
+                    break
+                framer.feed(chunk)
+        finally:
+            channel.close()
+        framer.close()
+        body = framer.next_reply() or b""
+        return check_reply(command, parse_reply(body_text(body)), address=str(self.address))
+
+    def close(self) -> None:
+        """Close the persistent session (a later call reconnects)."""
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _drop(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = None
+        self._framer = None
+
+    def _open(self, deadline: float) -> tuple[Channel, _Framer]:
+        channel = self._transport.open()
+        self.connects += 1
+        framer: _Framer
+        if self.address.master:
+            framer = MasterPromptFramer()
+            handshake = [b"prompt\n"]
+        else:
+            framer = PromptFramer()
+            handshake = [b"prompt\n", b"set severity-output number\n"]
+        try:
+            channel.send(b"".join(handshake), deadline=deadline, command="prompt")
+            for _ in handshake:
+                body = self._read_reply(channel, framer, deadline, _PROMPT)
+                if body.strip():
+                    raise ProtocolError(
+                        f"{self.address}: unexpected reply while entering prompt mode",
+                        raw=body[:200].decode("utf-8", "replace"), address=str(self.address),
+                        command="prompt",
+                    )
+        except BaseException:
+            channel.close()
+            raise
+        log.debug("connected to %s (prompt mode)", self.address)
+        return channel, framer
+
+    def _read_reply(self, channel: Channel, framer: _Framer, deadline: float,
+                    command: Command) -> bytes:
+        while True:
+            body = framer.next_reply()
+            if body is not None:
+                return body
+            chunk = channel.recv(deadline=deadline, command=command.line, partial=framer.pending)
+            if not chunk:
+                channel.close()
+                if framer.pending:
+                    # Some errors are followed by a close instead of a prompt (the master CLI
+                    # does this for an unknown "@!<pid>"): report the error, not the close.
+                    partial = parse_reply(body_text(framer.pending))
+                    check_reply(command, partial, address=str(self.address), strict=False)
+                raise ConnectionLost(
+                    f"{self.address}: HAProxy closed the connection before the reply to "
+                    f"{command.line!r} was complete",
+                    address=str(self.address), command=command.line, sent=True,
+                    partial=framer.pending,
+                )
+            framer.feed(chunk)
+
+    def _roundtrip(self, group: Sequence[Command], deadline: float) -> list[bytes]:
+        prefix = self.address.route_prefix
+        payload = b"".join(prefix.encode() + c.encode() for c in group)
+        label = group[0].line if len(group) == 1 else f"{group[0].line} (+{len(group) - 1} more)"
+        with self._lock:
+            for attempt in (1, 2):
+                fresh = self._ensure_open(deadline)
+                channel, framer = self._channel, self._framer
+                if channel is None or framer is None:  # pragma: no cover - _ensure_open sets both
+                    raise RuntimeError("internal error: no session after connecting")
+                bodies: list[bytes] = []
+                try:
+                    channel.send(payload, deadline=deadline, command=label)
+                    for c in group:
+                        bodies.append(self._read_reply(channel, framer, deadline, c))
+                except ConnectionLost as exc:
+                    self._drop()
+                    retry = (attempt == 1 and not fresh and not bodies and not exc.partial
+                             and all(c.idempotent for c in group))
+                    if retry:
+                        log.debug("%s: idle connection was closed; sending again", self.address)
+                        continue
+                    raise
+                except BaseException:
+                    self._drop()
+                    raise
+                if framer.pending:
+                    # More bytes than replies: the stream is out of step (an output line that
+                    # started with "> "?). Nothing after this point can be trusted.
+                    extra = framer.pending
+                    self._drop()
+                    raise ProtocolError(
+                        f"{self.address}: HAProxy sent more than one reply to {label!r}",
+                        raw=extra[:200].decode("utf-8", "replace"), address=str(self.address),
+                        command=label,
+                    )
+                return bodies
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _ensure_open(self, deadline: float) -> bool:
+        """Make sure a live session exists; True if it was just opened."""
+        if self._channel is not None:
+            state = self._channel.idle_state()
+            if state == "ok":
+                return False
+            log.debug("%s: session %s; reconnecting", self.address,
+                      "closed by HAProxy" if state == "closed" else "had unexpected bytes")
+            self._drop()
+        self._channel, self._framer = self._open(deadline)
+        return True
+
+
+def _groups(commands: Sequence[Command]) -> list[Sequence[Command]]:
+    groups: list[Sequence[Command]] = []
+    start, size = 0, 0
+    for i, c in enumerate(commands):
+        n = len(c.line) + 8
+        if size and size + n > _MAX_BATCH_BYTES:
+            groups.append(commands[start:i])
+            start, size = i, 0
+        size += n
+    groups.append(commands[start:])
+    return groups
+
+
