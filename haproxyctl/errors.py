@@ -40,6 +40,7 @@ __all__ = [
     "PartialFailure",
     "PermissionDenied",
     "ProtocolError",
+    "StateError",
     "TransportError",
     "UnknownCommand",
     "UsageError",
@@ -272,6 +273,24 @@ class UnknownCommand(CommandError):
 
 class InvalidArgument(CommandError):
     """HAProxy rejected an argument of the command (bad value, bad syntax)."""
+
+
+class StateError(HAProxyError):
+    """The object is in a state where the request cannot succeed (waiting for a server in
+    service to drain, waiting for health checks of a server in maintenance...).
+
+    Attributes:
+        target: what the error is about (``"backend/server"``).
+        state: the state observed.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, target: str, state: str,
+                 address: str | None = None) -> None:
+        super().__init__(message, address=address)
+        self.target = target
+        self.state = state
 
 
 class PartialFailure(HAProxyError):

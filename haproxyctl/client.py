@@ -1,0 +1,548 @@
+"""The client: typed reads, checked writes, bulk changes and waits over one connection.
+
+Everything here is a thin composition of :mod:`haproxyctl.commands` (what to send),
+:class:`~haproxyctl.connection.Connection` (sending it) and :mod:`haproxyctl.models` (reading the
+reply). No method returns ``False`` or ``None`` for failure: they raise a
+:class:`~haproxyctl.errors.HAProxyError` subclass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from haproxyctl import commands as cmd
+from haproxyctl.address import DEFAULT_SOCKET, Address, parse_address
+from haproxyctl.connection import DEFAULT_TIMEOUT, Connection
+from haproxyctl.errors import (
+    CommandError,
+    NoSuchBackend,
+    NoSuchServer,
+    NoSuchTable,
+    PartialFailure,
+    StateError,
+    UsageError,
+)
+from haproxyctl.models.backends import parse_backend_names
+from haproxyctl.models.conn import ServerConn, parse_servers_conn
+from haproxyctl.models.info import Info, parse_info
+from haproxyctl.models.maps import MapEntry, parse_map
+from haproxyctl.models.server import Server, join_servers
+from haproxyctl.models.session import Session, parse_sessions
+from haproxyctl.models.stat import (
+    BackendStat,
+    FrontendStat,
+    ServerStat,
+    Stats,
+    parse_server_stats,
+    parse_stats,
+)
+from haproxyctl.models.state import AdminState, ServerState, parse_servers_state
+from haproxyctl.models.table import StickTable, TableInfo, parse_table, parse_tables
+from haproxyctl.models.weight import Weight, WeightSpec, parse_weight
+from haproxyctl.protocol.encode import Command, ServerRef
+from haproxyctl.wait import DEFAULT_INTERVAL, WaitProgress, WaitResult, poll_until
+
+__all__ = ["ENV_SOCKET", "BulkResult", "Client"]
+
+#: Environment variable read when no address is given.
+ENV_SOCKET = "HAPROXYCTL_SOCKET"
+
+RefLike = ServerRef | str | tuple[str, str]
+ProgressCallback = Callable[[WaitProgress[ServerStat]], None]
+
+
+@attrs.frozen
+class BulkResult:
+    """The outcome of one item of a bulk change."""
+
+    target: str
+    command: str
+    error: CommandError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "command": self.command, "ok": self.ok,
+                "error": None if self.error is None else self.error.reason}
+
+
+def _describe(stat: ServerStat) -> str:
+    return (f"status={stat.status!r} scur={stat.scur} qcur={stat.qcur} "
+            f"check={stat.check_status or '-'} health={stat.check_health}")
+
+
+class Client:
+    """A client for one HAProxy CLI socket (worker stats socket or master CLI).
+
+    Args:
+        address: ``/path``, ``unix:/path``, ``tcp://host:port`` or ``master:/path[@N|@!PID]``;
+            default ``$HAPROXYCTL_SOCKET`` or ``/run/haproxy/admin.sock``.
+        timeout: seconds allowed for each exchange (connect + send + complete reply).
+        connect_timeout: seconds allowed to connect (default ``min(timeout, 5)``).
+
+    The client keeps one persistent prompt-mode session, reconnects on its own after HAProxy
+    closes it, and is safe to share between threads. Use it as a context manager or call
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        address: str | Address | os.PathLike[str] | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = None,
+    ) -> None:
+        if address is None:
+            address = os.environ.get(ENV_SOCKET) or DEFAULT_SOCKET
+        addr = address if isinstance(address, Address) else parse_address(address)
+        self.connection = Connection(addr, timeout=timeout, connect_timeout=connect_timeout)
+        self._ids: dict[tuple[str, str], tuple[int, int]] = {}
+        self._ids_lock = threading.Lock()
+
+    @property
+    def address(self) -> Address:
+        return self.connection.address
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({str(self.address)!r})"
+
+    # -- raw -----------------------------------------------------------------------------------
+
+    def execute(self, command: Command, *, timeout: float | None = None) -> str:
+        """Send a prepared command; return the reply text or raise CommandError."""
+        return self.connection.execute(command, timeout=timeout).text
+
+    def execute_many(
+        self, commands: Sequence[Command], *, timeout: float | None = None
+    ) -> list[str | CommandError]:
+        """Pipeline commands in one round trip; one reply text or CommandError per command."""
+        return [r if isinstance(r, CommandError) else r.text
+                for r in self.connection.execute_many(commands, timeout=timeout)]
+
+    def raw(self, line: str, *, timeout: float | None = None) -> str:
+        """Send one command line verbatim on a one-shot connection; return HAProxy's output.
+
+        The line may chain commands with ``;`` (the caller's choice) but never spans two lines.
+        HAProxy's errors are recognised by their known messages and raised as CommandError.
+        """
+        return self.connection.execute_once(Command.raw(line), timeout=timeout).text
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def version(self) -> str:
+        return self.execute(Command.build("show version")).strip()
+
+    def cli_level(self) -> str:
+        """``admin``, ``operator`` or ``user``: what this socket is allowed to do."""
+        return self.execute(Command.build("show cli level")).strip()
+
+    def info(self) -> Info:
+        return parse_info(self.execute(Command.build("show info")))
+
+    def backends(self) -> list[str]:
+        return parse_backend_names(self.execute(Command.build("show backend")))
+
+    def stats(self, backend: str | None = None) -> Stats:
+        """All of ``show stat`` (or one proxy's rows), split into frontends/backends/servers."""
+        command = cmd.show_stat() if backend is None else cmd.show_stat(backend, -1, -1)
+        return parse_stats(self.execute(command))
+
+    def server_stats(self, backend: str | None = None) -> list[ServerStat]:
+        """The ``show stat`` rows of every server (of one backend), without backends/frontends."""
+        return parse_server_stats(
+            self.execute(cmd.show_stat(-1 if backend is None else backend, cmd.STAT_SERVERS, -1))
+        )
+
+    def backend_stats(self) -> list[BackendStat]:
+        return list(parse_stats(self.execute(cmd.show_stat(-1, cmd.STAT_BACKENDS, -1))).backends)
+
+    def frontend_stats(self) -> list[FrontendStat]:
+        return list(parse_stats(self.execute(cmd.show_stat(-1, cmd.STAT_FRONTENDS, -1)))
+                    .frontends)
+
+    def servers_state(self, backend: str | None = None) -> list[ServerState]:
+        return parse_servers_state(self.execute(cmd.show_servers_state(backend)))
+
+    def servers(self, backend: str | None = None) -> list[Server]:
+        """Every server (of one backend) with traffic, health and exact admin state.
+
+        One round trip: ``show stat`` and ``show servers state`` are pipelined and joined.
+        """
+        stat_cmd = cmd.show_stat(-1 if backend is None else backend, cmd.STAT_SERVERS, -1)
+        stat_text, state_text = self._pipeline([stat_cmd, cmd.show_servers_state(backend)])
+        return join_servers(parse_server_stats(stat_text), parse_servers_state(state_text))
+
+    def server(self, ref: RefLike) -> Server:
+        """One server, read cheaply (its own ``show stat`` row and its backend's state)."""
+        r = cmd.as_ref(ref)
+        states = self.servers_state(r.backend)
+        state = next((s for s in states if s.name == r.server), None)
+        if state is None:
+            raise self._no_such_server(r)
+        stat = self._stat_by_ids(r, state.backend_id, state.id)
+        return Server.from_parts(stat, state)
+
+    def server_stat(self, ref: RefLike) -> ServerStat:
+        """One server's ``show stat`` row, read by id (``show stat <iid> 4 <sid>``).
+
+        Ids are resolved once and cached; if HAProxy was reloaded with different ids the row
+        no longer matches the name, and they are resolved again.
+        """
+        r = cmd.as_ref(ref)
+        for attempt in (1, 2):
+            ids = self._ids.get((r.backend, r.server))
+            if ids is None or attempt == 2:
+                ids = self._resolve_ids(r)
+            rows = parse_server_stats(self.execute(cmd.show_stat(ids[0], cmd.STAT_SERVERS,
+                                                                 ids[1])))
+            if len(rows) == 1 and rows[0].backend == r.backend and rows[0].name == r.server:
+                return rows[0]
+        raise self._no_such_server(r)
+
+    def servers_conn(self, backend: str | None = None) -> list[ServerConn]:
+        return parse_servers_conn(self.execute(cmd.show_servers_conn(backend)))
+
+    def get_weight(self, ref: RefLike) -> Weight:
+        return parse_weight(self.execute(cmd.get_weight(cmd.as_ref(ref))))
+
+    def sessions(self, ref: RefLike | None = None) -> list[Session]:
+        """Current sessions (streams), all or those of one server (needs operator level).
+
+        HAProxy 2.6 cannot filter ``show sess`` by server, so the filter is applied here; the
+        server's existence is checked so a typo is an error, not an empty list.
+        """
+        r = None if ref is None else cmd.as_ref(ref)
+        if r is not None:
+            self.server_stat(r)
+        sessions = parse_sessions(self.execute(Command.build("show sess")))
+        if r is None:
+            return sessions
+        return [s for s in sessions if s.backend == r.backend and s.server == r.server]
+
+    def tables(self) -> list[TableInfo]:
+        return parse_tables(self.execute(cmd.show_table()))
+
+    def table(self, name: str, *, key: str | None = None,
+              where: Iterable[cmd.TableFilter | str] = ()) -> StickTable:
+        """A stick table's entries, optionally filtered by key or by data (operator level).
+
+        A key that cannot be parsed for the table's type makes HAProxy print nothing at all;
+        the key is checked against the type first so that is an error, not an empty table.
+        """
+        filters = [f if isinstance(f, cmd.TableFilter) else cmd.TableFilter.parse(f)
+                   for f in where]
+        if key is not None:
+            _check_key(self._table_info(name), key)
+        return parse_table(self.execute(cmd.show_table(name, key=key, where=filters)), name=name)
+
+    def map_entries(self, map_id: str) -> list[MapEntry]:
+        return parse_map(self.execute(cmd.show_map(map_id)))
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def set_state(self, ref: RefLike, state: AdminState | str) -> None:
+        """Put a server in ``ready``, ``drain`` or ``maint`` (admin level).
+
+        Note: leaving maint puts a checked server UP before any check ran; to bring a server
+        back safely go maint -> drain, :meth:`wait_up`, then ready (reference §3.4).
+        """
+        self.execute(cmd.set_state(cmd.as_ref(ref), state))
+
+    def set_weight(self, ref: RefLike, weight: int | str | WeightSpec) -> None:
+        """Set the weight: 0-256, or ``"N%"`` of the initial weight (admin level)."""
+        self.execute(cmd.set_weight(cmd.as_ref(ref), weight))
+
+    def enable_health(self, ref: RefLike) -> None:
+        self.execute(cmd.enable_health(cmd.as_ref(ref)))
+
+    def disable_health(self, ref: RefLike) -> None:
+        self.execute(cmd.disable_health(cmd.as_ref(ref)))
+
+    def enable_agent(self, ref: RefLike) -> None:
+        self.execute(cmd.enable_agent(cmd.as_ref(ref)))
+
+    def disable_agent(self, ref: RefLike) -> None:
+        """Stop the agent check; do this before a rollout, because an agent answering
+        ready/drain/maint overrides states set through the CLI (reference §3.1)."""
+        self.execute(cmd.disable_agent(cmd.as_ref(ref)))
+
+    def set_health(self, ref: RefLike, health: str) -> None:
+        self.execute(cmd.set_health(cmd.as_ref(ref), health))
+
+    def set_address(self, ref: RefLike, address: str, port: int | None = None) -> str:
+        """Change the server's address (and port); returns HAProxy's message."""
+        return self.execute(cmd.set_address(cmd.as_ref(ref), address, port)).strip()
+
+    def shutdown_sessions(self, ref: RefLike) -> None:
+        """Kill every session on the server (in-flight requests get a 502)."""
+        self.execute(cmd.shutdown_sessions(cmd.as_ref(ref)))
+
+    def table_set(self, name: str, key: str, data: Mapping[str, int]) -> None:
+        """Create or update an entry (operator level), e.g. ``{"server_id": 2}`` to pin a key.
+
+        The key is checked against the table's type first: HAProxy silently stores nothing for
+        a key it cannot parse (``set table be_stick key notanip`` answers success).
+        """
+        command = cmd.set_table(name, key, data)
+        _check_key(self._table_info(name), key)
+        self.execute(command)
+
+    def table_clear(self, name: str, *, key: str | None = None,
+                    where: Iterable[cmd.TableFilter | str] = ()) -> None:
+        """Remove entries: one key, those matching data filters (``"server_id eq 2"``), or all."""
+        filters = [f if isinstance(f, cmd.TableFilter) else cmd.TableFilter.parse(f)
+                   for f in where]
+        command = cmd.clear_table(name, key=key, where=filters)
+        if key is not None:
+            _check_key(self._table_info(name), key)
+        self.execute(command)
+
+    def map_add(self, map_id: str, key: str, value: str) -> None:
+        self.execute(cmd.add_map(map_id, key, value))
+
+    def map_set(self, map_id: str, key: str, value: str) -> None:
+        self.execute(cmd.set_map(map_id, key, value))
+
+    def map_del(self, map_id: str, key: str) -> None:
+        self.execute(cmd.del_map(map_id, key))
+
+    def map_clear(self, map_id: str) -> None:
+        self.execute(cmd.clear_map(map_id))
+
+    # -- bulk ----------------------------------------------------------------------------------
+
+    def bulk(self, items: Sequence[tuple[str, Command]], *, raise_on_error: bool = True,
+             timeout: float | None = None) -> list[BulkResult]:
+        """Apply prepared commands in about one round trip; one :class:`BulkResult` each.
+
+        ``items`` are ``(target label, command)``. With ``raise_on_error`` a failure of any item
+        raises :class:`~haproxyctl.errors.PartialFailure` *after* every item was attempted; its
+        ``results`` say which were applied.
+        """
+        replies = self.connection.execute_many([c for _, c in items], timeout=timeout)
+        results = [BulkResult(target, c.line, r if isinstance(r, CommandError) else None)
+                   for (target, c), r in zip(items, replies, strict=True)]
+        failed = [r for r in results if not r.ok]
+        if failed and raise_on_error:
+            first = failed[0]
+            raise PartialFailure(
+                f"{len(failed)} of {len(results)} changes failed (the other "
+                f"{len(results) - len(failed)} were applied); first: {first.target}: "
+                f"{first.error.reason if first.error else ''}",
+                results=results, address=str(self.address),
+            )
+        return results
+
+    def set_state_many(self, refs: Iterable[RefLike], state: AdminState | str, *,
+                       check_exists: bool = True, raise_on_error: bool = True) -> list[BulkResult]:
+        """Set many servers' state in one round trip (see :meth:`bulk`).
+
+        Every name is validated, and with ``check_exists`` every server is looked up first, so a
+        typo fails the whole call before anything changes.
+        """
+        targets = self._bulk_targets(refs, check_exists)
+        items = [(str(r), cmd.set_state(r, state)) for r in targets]
+        return self.bulk(items, raise_on_error=raise_on_error)
+
+    def set_weight_many(self, refs: Iterable[RefLike], weight: int | str | WeightSpec, *,
+                        check_exists: bool = True,
+                        raise_on_error: bool = True) -> list[BulkResult]:
+        targets = self._bulk_targets(refs, check_exists)
+        items = [(str(r), cmd.set_weight(r, weight)) for r in targets]
+        return self.bulk(items, raise_on_error=raise_on_error)
+
+    # -- waits ---------------------------------------------------------------------------------
+
+    def wait_until(
+        self,
+        ref: RefLike,
+        predicate: Callable[[ServerStat], bool],
+        *,
+        timeout: float,
+        condition: str = "matching the condition",
+        interval: float = DEFAULT_INTERVAL,
+        on_progress: ProgressCallback | None = None,
+        check: Callable[[ServerStat], None] | None = None,
+    ) -> WaitResult[ServerStat]:
+        """Poll one server's ``show stat`` row until ``predicate`` holds (WaitTimeout if not)."""
+        r = cmd.as_ref(ref)
+        return poll_until(
+            lambda: self.server_stat(r), predicate, condition=condition, target=str(r),
+            timeout=timeout, interval=interval, check=check, on_progress=on_progress,
+            describe=_describe, address=str(self.address),
+        )
+
+    def wait_drained(
+        self,
+        ref: RefLike,
+        *,
+        timeout: float,
+        interval: float = DEFAULT_INTERVAL,
+        on_progress: ProgressCallback | None = None,
+        require_out_of_service: bool = True,
+    ) -> WaitResult[ServerStat]:
+        """Wait until the server has no session and an empty queue.
+
+        A server still in ``ready`` keeps getting new sessions and may never drain, so by default
+        that is refused at once (StateError) instead of waiting out the timeout; so is a server
+        put back in service while we wait. Under cookie or stick-table persistence a server in
+        ``drain`` still receives its pinned users (reference §4): use ``maint``, or a timeout.
+        """
+        r = cmd.as_ref(ref)
+        if require_out_of_service:
+            server = self.server(r)
+            if server.admin_state is AdminState.READY:
+                raise StateError(
+                    f"{r} is in service (state ready) and would keep receiving new sessions; "
+                    "set it to drain or maint first", target=str(r), state="ready",
+                    address=str(self.address))
+
+        def back_in_service(stat: ServerStat) -> None:
+            # DRAIN/MAINT show as such; a drained server failing its checks shows DOWN. UP,
+            # NOLB or "no check" mean someone put it back into load balancing.
+            if require_out_of_service and stat.status_word in ("UP", "NOLB", "no"):
+                raise StateError(f"{r} was put back in service while waiting for it to drain "
+                                 f"(status {stat.status!r})", target=str(r), state=stat.status,
+                                 address=str(self.address))
+
+        return self.wait_until(r, lambda s: s.drained, timeout=timeout, condition="drained",
+                               interval=interval, on_progress=on_progress,
+                               check=back_in_service)
+
+    def wait_up(
+        self,
+        ref: RefLike,
+        *,
+        timeout: float,
+        interval: float = DEFAULT_INTERVAL,
+        on_progress: ProgressCallback | None = None,
+        fully: bool = True,
+    ) -> WaitResult[ServerStat]:
+        """Wait until the server's health checks pass.
+
+        ``fully`` (the default) waits for full health (``rise + fall - 1``: status ``UP`` or
+        ``DRAIN`` without ``x/y``), so one failed check cannot take it down at once. A server
+        without checks is treated as up by HAProxy and returns at once; a server in maint is
+        refused (StateError) because checks do not run in maintenance.
+        """
+        r = cmd.as_ref(ref)
+        server = self.server(r)
+        if server.admin_state is AdminState.MAINT:
+            raise StateError(f"{r} is in maint: health checks do not run in maintenance; set it "
+                             "to drain first (then ready once it is up)", target=str(r),
+                             state="maint", address=str(self.address))
+        checked = server.has_checks and server.checks_enabled
+
+        def is_up(stat: ServerStat) -> bool:
+            if not checked:
+                return stat.status_word != "DOWN"
+            healthy = stat.fully_healthy
+            if fully:
+                return bool(healthy)
+            return stat.status_word in ("UP", "DRAIN", "NOLB")
+
+        return self.wait_until(r, is_up, timeout=timeout, condition="up", interval=interval,
+                               on_progress=on_progress)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _pipeline(self, commands: Sequence[Command]) -> list[str]:
+        out: list[str] = []
+        for r in self.connection.execute_many(commands):
+            if isinstance(r, CommandError):
+                raise r
+            out.append(r.text)
+        return out
+
+    def _no_such_server(self, r: ServerRef) -> NoSuchServer:
+        return NoSuchServer(f"backend {r.backend!r} has no server {r.server!r}",
+                            reply="No such server.", reason="No such server.",
+                            address=str(self.address))
+
+    def _resolve_ids(self, r: ServerRef) -> tuple[int, int]:
+        states = self.servers_state(r.backend)
+        for s in states:
+            if s.name == r.server and s.backend_id is not None and s.id is not None:
+                ids = (s.backend_id, s.id)
+                with self._ids_lock:
+                    self._ids[(r.backend, r.server)] = ids
+                return ids
+        raise self._no_such_server(r)
+
+    def _stat_by_ids(self, r: ServerRef, backend_id: int | None, server_id: int | None
+                     ) -> ServerStat:
+        if backend_id is None or server_id is None:
+            raise self._no_such_server(r)
+        with self._ids_lock:
+            self._ids[(r.backend, r.server)] = (backend_id, server_id)
+        return self.server_stat(r)
+
+    def _bulk_targets(self, refs: Iterable[RefLike], check_exists: bool) -> list[ServerRef]:
+        targets = [cmd.as_ref(r) for r in refs]
+        if not targets:
+            raise UsageError("no servers given", field="servers")
+        if check_exists:
+            backends = sorted({t.backend for t in targets})
+            texts = self.connection.execute_many([cmd.show_servers_state(b) for b in backends])
+            known: set[tuple[str, str]] = set()
+            for backend, reply in zip(backends, texts, strict=True):
+                if isinstance(reply, NoSuchBackend):
+                    raise NoSuchBackend(f"no backend {backend!r}; nothing was changed",
+                                        reply=reply.reply, reason=reply.reason,
+                                        address=str(self.address))
+                if isinstance(reply, CommandError):
+                    raise reply
+                known.update((s.backend, s.name) for s in parse_servers_state(reply.text))
+            missing = [str(t) for t in targets if (t.backend, t.server) not in known]
+            if missing:
+                raise NoSuchServer(
+                    f"no such server: {', '.join(missing)}; nothing was changed",
+                    reply="No such server.", reason="No such server.", address=str(self.address))
+        return targets
+
+    def _table_info(self, name: str) -> TableInfo:
+        cmd.check_table(name)
+        for info in self.tables():
+            if info.name == name:
+                return info
+        raise NoSuchTable(f"no stick table named {name!r}", reply="No such table",
+                          reason="No such table", address=str(self.address))
+
+
+def _check_key(info: TableInfo, key: str) -> None:
+    """Refuse a key HAProxy would silently ignore for this table's type (reference §7: for
+    ``set table be_stick key notanip`` it answers success and stores nothing)."""
+    kind = info.type.split(" ", 1)[0]
+    expected: str | None = None
+    if kind == "ip":
+        try:
+            ipaddress.IPv4Address(key)
+        except ValueError:
+            expected = "an IPv4 address"
+    elif kind == "ipv6":
+        try:
+            ipaddress.ip_address(key)
+        except ValueError:
+            expected = "an IP address"
+    elif kind == "integer" and not (key.isdigit() and int(key) < 2**32):
+        expected = "a non-negative 32-bit integer"
+    if expected is not None:
+        raise UsageError(f"key {key!r} is not valid for stick table {info.name!r} of type "
+                         f"{info.type!r}: expected {expected}", field="key", value=key)
