@@ -1,1 +1,111 @@
-"""haproxyctl: typed client and CLI for the HAProxy runtime API."""
+"""haproxyctl: a typed client and CLI for the HAProxy runtime API (the stats socket).
+
+Quick start::
+
+    from haproxyctl import Client
+
+    with Client("/run/haproxy/admin.sock") as haproxy:
+        haproxy.set_state("app/web1", "drain")
+        haproxy.wait_drained("app/web1", timeout=120)
+        haproxy.set_state("app/web1", "maint")
+"""
+
+from haproxyctl.address import DEFAULT_SOCKET, Address, parse_address
+from haproxyctl.client import BulkResult, Client
+from haproxyctl.commands import TableFilter
+from haproxyctl.connection import Connection
+from haproxyctl.errors import (
+    CommandError,
+    ConnectError,
+    ConnectionLost,
+    HAProxyError,
+    HAProxyTimeout,
+    InvalidArgument,
+    IOTimeout,
+    NoSuchBackend,
+    NoSuchMap,
+    NoSuchObject,
+    NoSuchProcess,
+    NoSuchServer,
+    NoSuchSession,
+    NoSuchTable,
+    PartialFailure,
+    PermissionDenied,
+    ProtocolError,
+    StateError,
+    TransportError,
+    UnknownCommand,
+    UsageError,
+    WaitTimeout,
+)
+from haproxyctl.models import (
+    AdminFlag,
+    AdminState,
+    BackendStat,
+    FrontendStat,
+    Info,
+    OpState,
+    Server,
+    ServerStat,
+    ServerState,
+    Session,
+    StickTable,
+    TableEntry,
+    TableInfo,
+    Weight,
+)
+from haproxyctl.protocol import Command, ServerRef
+from haproxyctl.wait import WaitProgress, WaitResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_SOCKET",
+    "Address",
+    "AdminFlag",
+    "AdminState",
+    "BackendStat",
+    "BulkResult",
+    "Client",
+    "Command",
+    "CommandError",
+    "ConnectError",
+    "Connection",
+    "ConnectionLost",
+    "FrontendStat",
+    "HAProxyError",
+    "HAProxyTimeout",
+    "IOTimeout",
+    "Info",
+    "InvalidArgument",
+    "NoSuchBackend",
+    "NoSuchMap",
+    "NoSuchObject",
+    "NoSuchProcess",
+    "NoSuchServer",
+    "NoSuchSession",
+    "NoSuchTable",
+    "OpState",
+    "PartialFailure",
+    "PermissionDenied",
+    "ProtocolError",
+    "Server",
+    "ServerRef",
+    "ServerStat",
+    "ServerState",
+    "Session",
+    "StateError",
+    "StickTable",
+    "TableEntry",
+    "TableFilter",
+    "TableInfo",
+    "TransportError",
+    "UnknownCommand",
+    "UsageError",
+    "WaitProgress",
+    "WaitResult",
+    "WaitTimeout",
+    "Weight",
+    "__version__",
+    "parse_address",
+]

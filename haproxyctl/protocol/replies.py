@@ -140,8 +140,12 @@ def check_reply(
     # The "Unknown command" reply goes on with a help listing; its first words are the reason.
     reason = "Unknown command" if cls is errors.UnknownCommand else (
         text.strip().split("\n", 1)[0] or "(empty reply)")
+    hint = ""
+    if cls is errors.PermissionDenied:
+        hint = (" (this socket's level is too low: server changes need 'level admin', stick "
+                "table changes 'level operator'; see 'show cli level')")
     raise cls(
-        f"HAProxy refused {command.line!r}: {reason}",
+        f"HAProxy refused {command.line!r}: {reason}{hint}",
         reply=reply.raw,
         reason=reason,
         severity=reply.severity,

@@ -1,0 +1,7 @@
+"""``python -m haproxyctl``."""
+
+import sys
+
+from haproxyctl.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,149 @@
+"""The ``haproxyctl`` argument parser. Each subcommand names its handler in ``handler``."""
+
+from __future__ import annotations
+
+import argparse
+
+from haproxyctl import __version__
+from haproxyctl.client import ENV_SOCKET
+from haproxyctl.connection import DEFAULT_TIMEOUT
+
+__all__ = ["build_parser"]
+
+EPILOG = f"""\
+addresses:  /run/haproxy/admin.sock | unix:/path | tcp://host:port | master:/path[@N|@!PID]
+            (default: ${ENV_SOCKET}, else /run/haproxy/admin.sock)
+exit codes: 0 ok, 1 HAProxy refused the command (or a server is in the wrong state),
+            2 usage error, 3 cannot connect / connection lost, 4 timeout,
+            5 unexpected reply from HAProxy, 130 interrupted
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with our usage-error exit code (2) and one-line messages."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"haproxyctl: error: {message} (see '{self.prog} --help')\n")
+
+
+def _common(json_default: object) -> _Parser:
+    # --json and --quiet are accepted before or after the subcommand.
+    p = _Parser(add_help=False)
+    p.add_argument("--json", action="store_true", default=json_default,
+                   help="machine-readable JSON output on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", default=json_default,
+                   help="no progress or notes on stderr")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    top = _Parser(
+        prog="haproxyctl",
+        description="Control HAProxy through its runtime API: server state, weights, waits, "
+                    "stick tables and safe rolling updates.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common(False)],
+    )
+    top.add_argument("-s", "--socket", metavar="ADDR",
+                     help=f"HAProxy CLI socket (default: ${ENV_SOCKET} or /run/haproxy/admin.sock)")
+    top.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                     help="seconds allowed per exchange with HAProxy "
+                          f"(default {DEFAULT_TIMEOUT:g})")
+    top.add_argument("-v", "--verbose", action="store_true",
+                     help="log every command sent to HAProxy on stderr")
+    top.add_argument("--version", action="version", version=f"haproxyctl {__version__}")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    common = [_common(argparse.SUPPRESS)]
+
+    def add(name: str, handler: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, parents=common)
+        p.set_defaults(handler=handler)
+        return p
+
+    add("info", "info", "show the HAProxy process (version, pid, uptime, connections)")
+    add("backends", "backends", "list backends with their totals")
+
+    p = add("servers", "servers", "list servers: state, weight, sessions, queue, checks")
+    p.add_argument("backend", nargs="?", help="only this backend")
+
+    p = add("state", "state", "set servers to ready, drain or maint (admin socket)")
+    p.add_argument("args", nargs="+", metavar="BACKEND/SERVER... STATE",
+                   help="one or more servers, then ready|drain|maint")
+
+    p = add("weight", "weight", "set a server's weight (0-256 or N%% of its initial weight)")
+    p.add_argument("server", metavar="BACKEND/SERVER")
+    p.add_argument("weight", metavar="N|N%")
+
+    p = add("wait", "wait", "wait until a server is drained (no sessions, empty queue) or up "
+                            "(health checks pass)")
+    p.add_argument("server", metavar="BACKEND/SERVER")
+    p.add_argument("condition", choices=["drained", "up"])
+    p.add_argument("--timeout", dest="wait_timeout", type=float, default=None, metavar="S",
+                   help="give up after S seconds (default: 300 for drained, 60 for up)")
+    p.add_argument("--interval", type=float, default=0.5, metavar="S",
+                   help="seconds between polls (default 0.5)")
+    p.add_argument("--allow-ready", action="store_true",
+                   help="drained: also wait on a server still in ready (normally refused)")
+
+    p = add("sessions", "sessions", "list current sessions, all or of one server (operator)")
+    p.add_argument("server", nargs="?", metavar="BACKEND/SERVER")
+
+    p = add("health", "health", "enable or disable a server's health checks")
+    p.add_argument("action", choices=["enable", "disable"])
+    p.add_argument("server", metavar="BACKEND/SERVER")
+
+    p = add("agent", "agent", "enable or disable a server's agent check")
+    p.add_argument("action", choices=["enable", "disable"])
+    p.add_argument("server", metavar="BACKEND/SERVER")
+
+    p = add("addr", "addr", "change a server's address (and port)")
+    p.add_argument("server", metavar="BACKEND/SERVER")
+    p.add_argument("address", metavar="IP")
+    p.add_argument("--port", type=int)
+
+    p = add("shutdown-sessions", "shutdown_sessions",
+            "kill every session of a server (in-flight requests get a 502)")
+    p.add_argument("server", metavar="BACKEND/SERVER")
+
+    table = add("table", "table", "stick tables: list, show, set, clear (operator)")
+    tsub = table.add_subparsers(dest="table_command", metavar="ACTION", parser_class=_Parser)
+    tsub.required = True
+    tsub.add_parser("list", help="list the stick tables", parents=common)
+    t = tsub.add_parser("show", help="show a table's entries", parents=common)
+    t.add_argument("table")
+    t.add_argument("--key", help="only this key")
+    t.add_argument("--where", action="append", default=[], metavar="'TYPE OP VALUE'",
+                   help="data filter such as 'server_id eq 2' (repeatable, up to 4)")
+    t = tsub.add_parser("set", help="create or update an entry: table set T KEY server_id=2",
+                        parents=common)
+    t.add_argument("table")
+    t.add_argument("key")
+    t.add_argument("data", nargs="+", metavar="TYPE=VALUE")
+    t = tsub.add_parser("clear", help="remove entries by key, by data filter, or all (--all)",
+                        parents=common)
+    t.add_argument("table")
+    t.add_argument("--key")
+    t.add_argument("--where", action="append", default=[], metavar="'TYPE OP VALUE'")
+    t.add_argument("--all", action="store_true", help="remove every entry (must be explicit)")
+
+    maps = add("map", "map", "maps: show, add, set, del, clear")
+    msub = maps.add_subparsers(dest="map_command", metavar="ACTION", parser_class=_Parser)
+    msub.required = True
+    m = msub.add_parser("show", help="list a map's entries", parents=common)
+    m.add_argument("map", help="map file name or #ID")
+    for name, helptext in (("add", "add an entry"), ("set", "change the value of a key")):
+        m = msub.add_parser(name, help=helptext, parents=common)
+        m.add_argument("map")
+        m.add_argument("key")
+        m.add_argument("value")
+    m = msub.add_parser("del", help="delete a key", parents=common)
+    m.add_argument("map")
+    m.add_argument("key")
+    m = msub.add_parser("clear", help="remove every entry", parents=common)
+    m.add_argument("map")
+
+    p = add("raw", "raw", "send one command line verbatim and print the reply")
+    p.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND...")
+    return top
