@@ -1,0 +1,55 @@
+"""A local HAProxy lab: a real HAProxy, tiny app servers behind it, and simulated users.
+
+Used by the integration tests, the end-to-end rollout tests, the benchmarks and the demo.
+It drives HAProxy only through its own minimal socket helper (:func:`raw_command`), never
+through the haproxyctl client it exists to test.
+
+Start with :class:`Lab` and :class:`LabSpec`; see ``haproxyctl/lab/haproxy.py``.
+"""
+
+from __future__ import annotations
+
+from haproxyctl.lab.apps import AppHandle
+from haproxyctl.lab.config import (
+    BackendSpec,
+    LabSpec,
+    Persistence,
+    ServerSpec,
+    frontend_name,
+    render_config,
+    synthetic_spec,
+)
+from haproxyctl.lab.errors import LabError, LabTimeout
+from haproxyctl.lab.haproxy import Lab, find_haproxy
+from haproxyctl.lab.polling import poll_until
+from haproxyctl.lab.process import ManagedProcess, live_processes, stop_all
+from haproxyctl.lab.rawcli import Address, parse_show_stat, raw_command, show_stat
+from haproxyctl.lab.users import Flip, LoadReport, Outcome, UserPersistence, UserSimulation
+
+__all__ = [
+    "Address",
+    "AppHandle",
+    "BackendSpec",
+    "Flip",
+    "Lab",
+    "LabError",
+    "LabSpec",
+    "LabTimeout",
+    "LoadReport",
+    "ManagedProcess",
+    "Outcome",
+    "Persistence",
+    "ServerSpec",
+    "UserPersistence",
+    "UserSimulation",
+    "find_haproxy",
+    "frontend_name",
+    "live_processes",
+    "parse_show_stat",
+    "poll_until",
+    "raw_command",
+    "render_config",
+    "show_stat",
+    "stop_all",
+    "synthetic_spec",
+]
