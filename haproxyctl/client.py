@@ -216,6 +216,23 @@ class Client:
                 return rows[0]
         raise self._no_such_server(r)
 
+    def server_stats_of(self, refs: Sequence[RefLike]) -> list[ServerStat]:
+        """Several servers' ``show stat`` rows in one round trip (pipelined, read by id)."""
+        targets = [cmd.as_ref(r) for r in refs]
+        for attempt in (1, 2):
+            ids = []
+            for r in targets:
+                known = self._ids.get((r.backend, r.server))
+                ids.append(known if known is not None and attempt == 1 else self._resolve_ids(r))
+            replies = self._pipeline([cmd.show_stat(i, cmd.STAT_SERVERS, s) for i, s in ids])
+            rows = [parse_server_stats(text) for text in replies]
+            if all(len(rs) == 1 and rs[0].backend == r.backend and rs[0].name == r.server
+                   for rs, r in zip(rows, targets, strict=True)):
+                return [rs[0] for rs in rows]
+        bad = next(r for rs, r in zip(rows, targets, strict=True)
+                   if len(rs) != 1 or rs[0].name != r.server)
+        raise self._no_such_server(bad)
+
     def servers_conn(self, backend: str | None = None) -> list[ServerConn]:
         return parse_servers_conn(self.execute(cmd.show_servers_conn(backend)))
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from haproxyctl.cli.render import Output
+from haproxyctl.cli.rollout import rollout
 from haproxyctl.client import BulkResult, Client
 from haproxyctl.commands import TableFilter, as_ref
 from haproxyctl.errors import UsageError
@@ -250,4 +251,5 @@ HANDLERS: dict[str, Handler] = {
     "table": table,
     "map": map_,
     "raw": raw,
+    "rollout": rollout,
 }

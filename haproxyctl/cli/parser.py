@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from haproxyctl import __version__
 from haproxyctl.client import ENV_SOCKET
@@ -13,9 +14,10 @@ __all__ = ["build_parser"]
 EPILOG = f"""\
 addresses:  /run/haproxy/admin.sock | unix:/path | tcp://host:port | master:/path[@N|@!PID]
             (default: ${ENV_SOCKET}, else /run/haproxy/admin.sock)
-exit codes: 0 ok, 1 HAProxy refused the command (or a server is in the wrong state),
-            2 usage error, 3 cannot connect / connection lost, 4 timeout,
-            5 unexpected reply from HAProxy, 130 interrupted
+exit codes: 0 ok, 1 HAProxy refused the command (or a server is in the wrong state; a
+            rollout refused to start), 2 usage error, 3 cannot connect / connection lost,
+            4 timeout, 5 unexpected reply from HAProxy, 6 rollout failed part-way,
+            130 interrupted
 """
 
 
@@ -144,6 +146,64 @@ def build_parser() -> argparse.ArgumentParser:
     m = msub.add_parser("clear", help="remove every entry", parents=common)
     m.add_argument("map")
 
+    _add_rollout(add)
+
     p = add("raw", "raw", "send one command line verbatim and print the reply")
     p.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND...")
     return top
+
+
+def _add_rollout(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    p = add("rollout", "rollout",
+            "update a backend's servers batch by batch without failing a request: drain, "
+            "maint, wait for sessions, update, health checks, ready (see docs/rollout.md)")
+    p.add_argument("backend")
+    p.add_argument("--exec", dest="exec_cmd", metavar="CMD",
+                   help="update command per server; placeholders {backend} {server} {address} "
+                        "{port}; run in parallel within a batch; non-zero exit = failure")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true",
+                      help="print the plan and the exact commands, change nothing")
+    mode.add_argument("--resume", action="store_true",
+                      help="finish an unfinished rollout from its journal")
+    mode.add_argument("--abort", action="store_true",
+                      help="undo an unfinished rollout: restore servers not yet updated")
+    p.add_argument("--strategy", choices=["rolling", "halves"], default="rolling",
+                   help="rolling (default): batch by batch, needs persistence; halves: update "
+                        "half A, switch A in and B out in one write, update B")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--batch-size", type=int, metavar="N", help="servers per batch (default 1)")
+    group.add_argument("--percent", type=float, metavar="P", help="batch size as %% of servers")
+    group.add_argument("--groups", metavar="'s1,s2 s3,s4'", help="explicit batches")
+    p.add_argument("--max-unavailable", type=int, metavar="N",
+                   help="servers out of service at once, counting those already down or in "
+                        "maint (default: the batch size)")
+    p.add_argument("--drain-timeout", type=float, default=10.0, metavar="S",
+                   help="grace for pinned users in drain before maint (default 10)")
+    p.add_argument("--sessions-timeout", type=float, default=120.0, metavar="S",
+                   help="max wait for in-flight requests in maint (default 120)")
+    p.add_argument("--kill-after", type=float, metavar="S",
+                   help="shut down sessions still open after S seconds in maint (opt-in)")
+    p.add_argument("--health-timeout", type=float, default=60.0, metavar="S",
+                   help="max wait for health checks after the update (default 60)")
+    p.add_argument("--settle", type=float, default=5.0, metavar="S",
+                   help="wait instead of checks for servers without health checks (default 5)")
+    p.add_argument("--ramp", type=float, default=0.0, metavar="S",
+                   help="bring the weight back in steps over S seconds (default: at once)")
+    p.add_argument("--exec-timeout", type=float, default=600.0, metavar="S",
+                   help="kill an update command running longer (default 600)")
+    p.add_argument("--poll-interval", type=float, default=0.25, metavar="S",
+                   help="seconds between polls of HAProxy (default 0.25)")
+    p.add_argument("--persistence", choices=["auto", "cookie", "stick-table", "none"],
+                   default="auto", help="override persistence detection")
+    p.add_argument("--allow-version-flips", action="store_true",
+                   help="allow rolling on a backend without persistence")
+    p.add_argument("--include-disabled", action="store_true",
+                   help="also update servers in maint/drain before the rollout")
+    journal = p.add_mutually_exclusive_group()
+    journal.add_argument("--journal", metavar="PATH",
+                         help="journal file (default: $HAPROXYCTL_STATE_DIR or "
+                              "~/.local/state/haproxyctl/rollout-<backend>-<hash>.jsonl)")
+    journal.add_argument("--no-journal", action="store_true",
+                         help="no journal: no resume/abort, no protection against a second "
+                              "rollout")

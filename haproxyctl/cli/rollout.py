@@ -1,0 +1,107 @@
+"""``haproxyctl rollout``: arguments to :class:`~haproxyctl.rollout.Rollout`, events to the
+screen, the report to an exit code. No rollout logic here."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+from collections.abc import Iterator
+from types import FrameType
+from typing import Literal
+
+from haproxyctl.cli.render import Output
+from haproxyctl.client import Client
+from haproxyctl.protocol.encode import Command
+from haproxyctl.rollout import Plan, Rollout, RolloutOptions, RolloutReport, StopSignal
+from haproxyctl.rollout.progress import renderer_for
+
+__all__ = ["rollout"]
+
+EXIT_FAILED = 6
+EXIT_INTERRUPTED = 130
+_CAUSE_EXIT = {"transport": 3, "timeout": 4}
+
+
+def _options(args: argparse.Namespace) -> RolloutOptions:
+    return RolloutOptions(
+        strategy=args.strategy, batch_size=args.batch_size, percent=args.percent,
+        groups=RolloutOptions.parse_groups(args.groups) if args.groups else None,
+        max_unavailable=args.max_unavailable, drain_timeout=args.drain_timeout,
+        sessions_timeout=args.sessions_timeout, kill_after=args.kill_after,
+        health_timeout=args.health_timeout, settle=args.settle, ramp=args.ramp,
+        exec_timeout=args.exec_timeout, poll_interval=args.poll_interval,
+        allow_version_flips=args.allow_version_flips, include_disabled=args.include_disabled,
+    )
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: StopSignal, out: Output) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the rollout to stop after the current step (it finishes waits early;
+    an update command already running completes)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop.requested:
+            out.note(f"{name}: already stopping after the current step")
+        else:
+            out.note(f"{name}: stopping after the current step...")
+        stop.request(f"stopped by {name}")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _exit_code(report: RolloutReport) -> int:
+    if report.status in ("completed", "aborted"):
+        return 0
+    if report.status == "interrupted":
+        return EXIT_INTERRUPTED
+    return _CAUSE_EXIT.get(report.cause or "", EXIT_FAILED)
+
+
+def rollout(client: Client, args: argparse.Namespace, out: Output) -> int:
+    persistence = None if args.persistence == "auto" else args.persistence
+    journal: str | Literal[False] | None = False if args.no_journal else args.journal
+    ro = Rollout(client, args.backend, args.exec_cmd, options=_options(args), journal=journal,
+                 persistence=persistence)
+    if args.dry_run:
+        plan = ro.plan()
+        steps = plan.commands()
+        out.result({"plan": plan.to_dict(),
+                    "steps": [{"step": label, "commands": [c.line for c in commands]}
+                              for label, commands in steps]},
+                   lambda: _print_plan(out, plan, steps, args.exec_cmd))
+        return 0
+    render = renderer_for(out.out, json_mode=out.json_mode)
+    if args.abort:
+        report = ro.abort(on_event=render)
+        return _exit_code(report)
+    stop = StopSignal()
+    with _stop_on_signals(stop, out):
+        report = (ro.resume(on_event=render, stop=stop) if args.resume
+                  else ro.run(on_event=render, stop=stop))
+    if not report.ok:
+        out.error(f"rollout {report.status}: {report.message}")
+    return _exit_code(report)
+
+
+def _print_plan(out: Output, plan: Plan, steps: list[tuple[str, list[Command]]],
+                exec_cmd: str | None) -> None:
+    out.line(f"plan: {plan.strategy} rollout of {plan.backend} ({plan.persistence} "
+             f"persistence), {len(plan.batches)} batch(es), at most {plan.max_unavailable} "
+             "server(s) out of service")
+    for k, batch in enumerate(plan.batches, 1):
+        out.line(f"  batch {k}: {', '.join(batch)}")
+    for note in plan.notes:
+        out.line(f"  note: {note}")
+    out.line(f"update: {exec_cmd or '(none given)'}")
+    out.line("commands:")
+    for label, commands in steps:
+        out.line(f"  # {label}")
+        for c in commands:
+            out.line(f"  {c}")

@@ -1,0 +1,231 @@
+"""The rollout API: plan, run (with events), resume and abort. The CLI is a thin layer on this.
+
+Example::
+
+    from haproxyctl import Client
+    from haproxyctl.rollout import Rollout, RolloutOptions
+
+    with Client("/run/haproxy/admin.sock") as haproxy:
+        rollout = Rollout(haproxy, "app", update="deploy.sh {server}",
+                          options=RolloutOptions(batch_size=2))
+        print(rollout.plan().batches)
+        report = rollout.run(on_event=print)
+        assert report.ok, report.message
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Literal
+
+from haproxyctl.client import Client
+from haproxyctl.errors import CommandError, UsageError
+from haproxyctl.rollout.events import (
+    Event,
+    Phase,
+    PhaseChanged,
+    RolloutFinished,
+    RolloutReport,
+    ServerOutcome,
+)
+from haproxyctl.rollout.flow import rollout_flow
+from haproxyctl.rollout.journal import Journal, JournalError, default_journal_path, read_journal
+from haproxyctl.rollout.options import RolloutOptions
+from haproxyctl.rollout.plan import Plan, make_plan
+from haproxyctl.rollout.runner import Runner, StopSignal, restore_commands
+from haproxyctl.rollout.steps import UpdateTarget
+from haproxyctl.rollout.update import CallableUpdater, ExecUpdater, Updater
+
+__all__ = ["Rollout", "UpdateSpec"]
+
+UpdateSpec = str | Callable[[UpdateTarget], object] | Updater
+
+
+class Rollout:
+    """A rolling update of one backend.
+
+    Args:
+        client: a connected :class:`~haproxyctl.Client` (admin-level socket).
+        backend: the backend to update.
+        update: a shell command template (``"deploy {server}"``), a callable taking an
+            :class:`UpdateTarget` (raise to fail), or an :class:`Updater`. Not needed for
+            :meth:`plan` and :meth:`abort`.
+        options: see :class:`RolloutOptions`.
+        journal: journal path; None for the default location, False for no journal (then there
+            is no resume, abort or protection against a second rollout).
+        persistence: override detection ("cookie", "stick-table", "none").
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        backend: str,
+        update: UpdateSpec | None = None,
+        *,
+        options: RolloutOptions | None = None,
+        journal: str | Path | Literal[False] | None = None,
+        persistence: str | None = None,
+    ) -> None:
+        self.client = client
+        self.backend = backend
+        self.options = options or RolloutOptions()
+        self.persistence = persistence
+        self._updater = _updater(update, self.options) if update is not None else None
+        if journal is False:
+            self.journal_path: Path | None = None
+        else:
+            self.journal_path = (Path(journal) if journal is not None
+                                 else default_journal_path(str(client.address), backend))
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        """Read the backend once and plan (raises PlanError; changes nothing)."""
+        stats = self.client.stats(self.backend)
+        backend_rows = [b for b in stats.backends if b.name == self.backend]
+        if not backend_rows:
+            raise UsageError(f"{self.backend!r} is not a backend (it has no BACKEND row)",
+                             field="backend", value=self.backend)
+        servers = self.client.servers(self.backend)
+        return make_plan(self.backend, servers, backend_rows[0], self.client.tables(),
+                         self.options, persistence=self.persistence)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def events(self, *, stop: StopSignal | None = None) -> Generator[Event, None, RolloutReport]:
+        """Plan and run, yielding events as they happen; the generator returns the report."""
+        updater = self._require_updater()
+        plan = self.plan()
+        with self._journal() as journal:
+            if journal is not None:
+                journal.start(plan, address=str(self.client.address),
+                              update=updater.describe())
+            runner = Runner(self.client, updater, journal=journal, stop=stop)
+            return (yield from runner.events(plan, rollout_flow(plan)))
+
+    def run(self, *, on_event: Callable[[Event], None] | None = None,
+            stop: StopSignal | None = None) -> RolloutReport:
+        """Plan and run to the end; returns the report (``report.ok`` tells success)."""
+        return _drain(self.events(stop=stop), on_event)
+
+    def resume_events(self, *, stop: StopSignal | None = None
+                      ) -> Generator[Event, None, RolloutReport]:
+        """Continue an unfinished rollout from its journal."""
+        updater = self._require_updater()
+        path = self._journal_path_or_fail()
+        with Journal(path).lock() as journal:
+            state = read_journal(path)
+            self._check_resumable(state.plan.backend, state.ended, path)
+            journal.reopen()
+            journal.status("resumed", f"resumed by {updater.describe()}")
+            runner = Runner(self.client, updater, journal=journal, stop=stop)
+            flow = rollout_flow(state.plan, dict(state.phases))
+            return (yield from runner.events(state.plan, flow))
+
+    def resume(self, *, on_event: Callable[[Event], None] | None = None,
+               stop: StopSignal | None = None) -> RolloutReport:
+        return _drain(self.resume_events(stop=stop), on_event)
+
+    def abort(self, *, on_event: Callable[[Event], None] | None = None) -> RolloutReport:
+        """Undo an unfinished rollout: servers whose update never started go back to their
+        original state and weight; servers already updated (or being updated) are left as
+        they are and reported."""
+        path = self._journal_path_or_fail()
+        with Journal(path).lock() as journal:
+            state = read_journal(path)
+            self._check_resumable(state.plan.backend, state.ended, path)
+            journal.reopen()
+            plan, phases = state.plan, dict(state.phases)
+            servers, commands = restore_commands(plan, phases)
+            replies = self.client.connection.execute_many(commands) if commands else []
+            errors = [r for r in replies if isinstance(r, CommandError)]
+            if errors:
+                raise errors[0]
+            for s in servers:
+                phases[s] = Phase.RESTORED
+                journal.phase(s, Phase.RESTORED, "restored by --abort")
+                if on_event is not None:
+                    on_event(PhaseChanged(s, Phase.RESTORED, "restored by --abort"))
+            left = [s for s in plan.targets if phases.get(s) not in (Phase.RESTORED,
+                                                                      Phase.DONE)]
+            message = (f"aborted: restored {len(servers)} server(s) not yet updated"
+                       + (f"; left as they are: {', '.join(left)}" if left else ""))
+            journal.end("aborted", message)
+            report = self._static_report(plan, "aborted", message, phases)
+            if on_event is not None:
+                on_event(RolloutFinished(report))
+            return report
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _require_updater(self) -> Updater:
+        if self._updater is None:
+            raise UsageError("no update given: pass --exec 'COMMAND' (or update= in Python)",
+                             field="exec")
+        return self._updater
+
+    def _journal_path_or_fail(self) -> Path:
+        if self.journal_path is None:
+            raise UsageError("resume and abort need the rollout journal", field="journal")
+        return self.journal_path
+
+    def _check_resumable(self, backend: str, ended: str | None, path: Path) -> None:
+        if backend != self.backend:
+            raise JournalError(f"journal {path} is for backend {backend!r}, not "
+                               f"{self.backend!r}")
+        if ended is not None:
+            raise JournalError(f"the rollout in {path} already ended ({ended}); nothing to "
+                               "resume or abort")
+
+    @contextlib.contextmanager
+    def _journal(self) -> Iterator[Journal | None]:
+        if self.journal_path is None:
+            yield None
+            return
+        with Journal(self.journal_path).lock() as journal:
+            yield journal
+
+    def _static_report(self, plan: Plan, status: str, message: str,
+                       phases: dict[str, Phase]) -> RolloutReport:
+        live = {s.name: s for s in self.client.servers(plan.backend)}
+        outcomes = []
+        for name, snap in plan.servers.items():
+            server = live.get(name)
+            outcomes.append(ServerOutcome(
+                server=name, phase=phases.get(name, Phase.SKIPPED if name in plan.skipped
+                                              else Phase.PENDING),
+                admin_state=server.admin_state.value if server else None,
+                status=server.status if server else None,
+                weight=server.weight if server else None,
+                original_state=snap.admin_state.value, original_weight=snap.weight))
+        done = sum(1 for b in plan.batches if all(phases.get(s) is Phase.DONE for s in b))
+        return RolloutReport(backend=plan.backend, status=status, servers=tuple(outcomes),
+                             message=message, batches_done=done,
+                             batches_total=len(plan.batches))
+
+
+def _updater(update: UpdateSpec, options: RolloutOptions) -> Updater:
+    if isinstance(update, str):
+        return ExecUpdater(update, timeout=options.exec_timeout)
+    if isinstance(update, ExecUpdater | CallableUpdater):
+        return update
+    if hasattr(update, "run") and hasattr(update, "describe"):
+        return update
+    if callable(update):
+        return CallableUpdater(update)
+    raise UsageError(f"invalid update {update!r}: expected a command string or a callable",
+                     field="update")
+
+
+def _drain(events: Generator[Event, None, RolloutReport],
+           on_event: Callable[[Event], None] | None) -> RolloutReport:
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as done:
+            report: RolloutReport = done.value
+            return report
+        if on_event is not None:
+            on_event(event)

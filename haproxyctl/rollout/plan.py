@@ -1,0 +1,330 @@
+"""The planner: which servers go in which batch, and whether the backend can afford it. Pure.
+
+Input is a snapshot of the backend (servers with their exact admin state, weights and checks,
+the backend row, the stick tables) taken once before anything changes; output is a
+:class:`Plan`, or :class:`PlanError` naming why the rollout must not start:
+
+- **capacity**: a batch takes its servers out of load balancing; servers already DOWN, in maint
+  or in drain are out too. ``max_unavailable`` caps the sum, so a rollout never starts while the
+  backend is already degraded (the runner re-checks before every batch).
+- **persistence**: without cookie or stick-table persistence, a rolling update sends each
+  request of a user to any server, old or new: users flip between versions on every click.
+  ``rolling`` is refused there (unless explicitly allowed) and ``halves`` suggested.
+- **mixed weights**: a static algorithm (``static-rr``, map-based hashing) accepts only weights
+  0% and 100% (reference §3.1), so ``ramp`` is refused there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from haproxyctl import commands as cmd
+from haproxyctl.errors import HAProxyError
+from haproxyctl.models.server import Server
+from haproxyctl.models.stat import BackendStat
+from haproxyctl.models.state import AdminState
+from haproxyctl.models.table import TableInfo
+from haproxyctl.protocol.encode import Command, ServerRef
+from haproxyctl.rollout.options import RolloutOptions
+
+__all__ = [
+    "Persistence",
+    "Plan",
+    "PlanError",
+    "ServerSnapshot",
+    "detect_persistence",
+    "make_plan",
+    "ramp_weights",
+]
+
+_STATIC_ALGOS = ("static-rr", "source", "uri", "url_param", "hdr", "rdp-cookie", "hash")
+
+
+class PlanError(HAProxyError):
+    """The rollout must not start; nothing was changed."""
+
+    exit_code = 1
+
+
+@attrs.frozen
+class ServerSnapshot:
+    """A server as it was before the rollout: what ``abort`` restores."""
+
+    name: str
+    admin_state: AdminState
+    weight: int | None
+    initial_weight: int | None
+    has_checks: bool
+    available: bool  #: in load balancing and not DOWN
+    status: str
+    address: str | None
+    port: int | None
+
+    @classmethod
+    def of(cls, server: Server) -> ServerSnapshot:
+        available = (server.admin_state is AdminState.READY and server.up
+                     and server.stat.status_word != "DOWN")
+        return cls(
+            name=server.name, admin_state=server.admin_state, weight=server.weight,
+            initial_weight=server.initial_weight,
+            has_checks=server.has_checks and server.checks_enabled, available=available,
+            status=server.status, address=server.address, port=server.port,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "admin_state": self.admin_state.value, "weight": self.weight,
+                "initial_weight": self.initial_weight, "has_checks": self.has_checks,
+                "available": self.available, "status": self.status, "address": self.address,
+                "port": self.port}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ServerSnapshot:
+        return cls(name=d["name"], admin_state=AdminState(d["admin_state"]), weight=d["weight"],
+                   initial_weight=d["initial_weight"], has_checks=d["has_checks"],
+                   available=d["available"], status=d["status"], address=d["address"],
+                   port=d["port"])
+
+
+@attrs.frozen
+class Persistence:
+    """What keeps a user on one server, as far as the runtime API can tell."""
+
+    cookie: str | None
+    tables: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        if self.cookie and self.tables:
+            return "cookie+stick-table"
+        if self.cookie:
+            return "cookie"
+        if self.tables:
+            return "stick-table"
+        return "none"
+
+    @property
+    def present(self) -> bool:
+        return self.kind != "none"
+
+
+@attrs.frozen
+class Plan:
+    """What a rollout will do. Serialisable, so the journal can hold it for ``--resume``."""
+
+    backend: str
+    strategy: str
+    batches: tuple[tuple[str, ...], ...]
+    servers: Mapping[str, ServerSnapshot]
+    skipped: tuple[str, ...]
+    max_unavailable: int
+    persistence: str
+    options: RolloutOptions
+    notes: tuple[str, ...] = ()
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(s for batch in self.batches for s in batch)
+
+    def ref(self, server: str) -> ServerRef:
+        return ServerRef(self.backend, server)
+
+    def commands(self) -> list[tuple[str, list[Command]]]:
+        """The commands each step sends, in order, for ``--dry-run``."""
+        steps: list[tuple[str, list[Command]]] = []
+        batches = self.batches
+        if self.strategy == "halves":
+            a, b = batches
+            steps += _take_out(self, a, "half A")
+            steps += _bring_back_drain(self, a, "half A")
+            steps.append(("switch: half A into service and half B out, in one write",
+                          [cmd.set_state(self.ref(s), "ready") for s in a]
+                          + [cmd.set_weight(self.ref(s), self._weight(s)) for s in a]
+                          + [cmd.set_state(self.ref(s), "drain") for s in b]))
+            steps += _take_out(self, b, "half B", already_draining=True)
+            steps += _bring_back_drain(self, b, "half B")
+            steps.append(("half B: ready with the original weight",
+                          _ready(self, b)))
+            return steps
+        for k, batch in enumerate(batches, 1):
+            label = f"batch {k}/{len(batches)}"
+            steps += _take_out(self, batch, label)
+            steps += _bring_back_drain(self, batch, label)
+            steps.append((f"{label}: ready with the original weight", _ready(self, batch)))
+        return steps
+
+    def _weight(self, server: str) -> int:
+        w = self.servers[server].weight
+        return w if w is not None else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend, "strategy": self.strategy,
+            "batches": [list(b) for b in self.batches],
+            "servers": {n: s.to_dict() for n, s in self.servers.items()},
+            "skipped": list(self.skipped), "max_unavailable": self.max_unavailable,
+            "persistence": self.persistence, "options": _options_dict(self.options),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Plan:
+        o = dict(d["options"])
+        if o.get("groups") is not None:
+            o["groups"] = tuple(tuple(g) for g in o["groups"])
+        return cls(
+            backend=d["backend"], strategy=d["strategy"],
+            batches=tuple(tuple(b) for b in d["batches"]),
+            servers={n: ServerSnapshot.from_dict(s) for n, s in d["servers"].items()},
+            skipped=tuple(d["skipped"]), max_unavailable=d["max_unavailable"],
+            persistence=d["persistence"], options=RolloutOptions(**o),
+            notes=tuple(d.get("notes", ())),
+        )
+
+
+def _options_dict(o: RolloutOptions) -> dict[str, Any]:
+    d = attrs.asdict(o)
+    if d.get("groups") is not None:
+        d["groups"] = [list(g) for g in d["groups"]]
+    return d
+
+
+def _take_out(plan: Plan, batch: Sequence[str], label: str, *,
+              already_draining: bool = False) -> list[tuple[str, list[Command]]]:
+    refs = [plan.ref(s) for s in batch]
+    steps: list[tuple[str, list[Command]]] = []
+    if not already_draining:
+        steps.append((f"{label}: drain (pinned users still served for up to "
+                      f"{plan.options.drain_timeout:g}s)",
+                      [cmd.set_state(r, "drain") for r in refs]))
+    steps.append((f"{label}: maint, then wait for 0 sessions and an empty queue (up to "
+                  f"{plan.options.sessions_timeout:g}s)",
+                  [cmd.set_state(r, "maint") for r in refs]))
+    if plan.options.kill_after is not None:
+        steps.append((f"{label}: if sessions remain after {plan.options.kill_after:g}s",
+                      [cmd.shutdown_sessions(r) for r in refs]))
+    return steps
+
+
+def _bring_back_drain(plan: Plan, batch: Sequence[str], label: str
+                      ) -> list[tuple[str, list[Command]]]:
+    return [(f"{label}: run the update, then drain to start health checks (up to "
+             f"{plan.options.health_timeout:g}s; {plan.options.settle:g}s settle for servers "
+             "without checks)", [cmd.set_state(plan.ref(s), "drain") for s in batch])]
+
+
+def _ready(plan: Plan, batch: Sequence[str]) -> list[Command]:
+    out: list[Command] = []
+    for s in batch:
+        if plan.options.ramp > 0:
+            out.append(cmd.set_weight(plan.ref(s), ramp_weights(plan._weight(s))[0]))
+        out.append(cmd.set_state(plan.ref(s), plan.servers[s].admin_state))
+        out.append(cmd.set_weight(plan.ref(s), plan._weight(s)))
+    return out
+
+
+def ramp_weights(weight: int, steps: int = 4) -> list[int]:
+    """Weights for a ramp back to ``weight``: e.g. 100 -> [25, 50, 75, 100]; never 0."""
+    return [max(1, math.ceil(weight * k / steps)) for k in range(1, steps + 1)]
+
+
+def detect_persistence(backend: BackendStat, tables: Sequence[TableInfo]) -> Persistence:
+    """Cookie persistence shows as the backend row's ``cookie`` column; a stick table declared in
+    the backend is named after it. (``stick on`` rules pointing at another table are invisible
+    to the runtime API: pass the persistence explicitly then.)"""
+    return Persistence(cookie=backend.cookie,
+                       tables=tuple(t.name for t in tables if t.name == backend.name))
+
+
+def _batches(names: Sequence[str], options: RolloutOptions) -> tuple[tuple[str, ...], ...]:
+    if options.strategy == "halves":
+        if len(names) < 2:
+            raise PlanError(f"halves needs at least 2 servers, found {len(names)}")
+        half = math.ceil(len(names) / 2)
+        return (tuple(names[:half]), tuple(names[half:]))
+    if options.groups is not None:
+        return options.groups
+    size = options.batch_size
+    if options.percent is not None:
+        size = max(1, math.floor(len(names) * options.percent / 100))
+    size = size or 1
+    return tuple(tuple(names[i:i + size]) for i in range(0, len(names), size))
+
+
+def make_plan(
+    backend: str,
+    servers: Sequence[Server],
+    backend_stat: BackendStat,
+    tables: Sequence[TableInfo],
+    options: RolloutOptions,
+    *,
+    persistence: str | None = None,
+) -> Plan:
+    """Plan a rollout of ``backend`` (see module docstring). Raises PlanError."""
+    if not servers:
+        raise PlanError(f"backend {backend!r} has no servers")
+    snaps = {s.name: ServerSnapshot.of(s) for s in servers}
+    notes: list[str] = []
+    detected = detect_persistence(backend_stat, tables)
+    kind = persistence or detected.kind
+    disabled = [n for n, s in snaps.items() if s.admin_state is not AdminState.READY]
+    skipped: list[str] = []
+    if options.include_disabled:
+        candidates = list(snaps)
+    else:
+        candidates = [n for n in snaps if n not in disabled]
+        skipped = disabled
+        for n in disabled:
+            notes.append(f"{n} is in {snaps[n].admin_state.value} and is skipped (it keeps the "
+                         "old version; pass --include-disabled to update it)")
+    if options.groups is not None:
+        unknown = [n for g in options.groups for n in g if n not in snaps]
+        if unknown:
+            raise PlanError(f"--groups names servers that backend {backend!r} does not have: "
+                            f"{', '.join(unknown)}")
+        listed = [n for g in options.groups for n in g]
+        dupes = sorted({n for n in listed if listed.count(n) > 1})
+        if dupes:
+            raise PlanError(f"--groups lists {', '.join(dupes)} more than once")
+        missing = [n for n in candidates if n not in listed]
+        if missing:
+            notes.append(f"not in --groups, not updated: {', '.join(missing)}")
+    if not candidates:
+        raise PlanError(f"backend {backend!r} has no server to update")
+    batches = _batches(candidates, options)
+    biggest = max(len(b) for b in batches)
+    max_unavailable = options.max_unavailable if options.max_unavailable is not None else biggest
+    total = len(snaps)
+    for k, batch in enumerate(batches, 1):
+        out_already = [n for n, s in snaps.items() if not s.available and n not in batch]
+        unavailable = len(out_already) + len(batch)
+        if unavailable > max_unavailable:
+            extra = (f" ({', '.join(out_already)} already out of service)" if out_already else "")
+            raise PlanError(
+                f"batch {k} would leave {unavailable} of {total} servers of {backend!r} out of "
+                f"service{extra}, more than --max-unavailable {max_unavailable}; use smaller "
+                "batches or raise --max-unavailable")
+        if unavailable >= total:
+            raise PlanError(f"batch {k} would take every server of {backend!r} out of service")
+    if options.strategy == "rolling" and kind == "none" and not options.allow_version_flips:
+        raise PlanError(
+            f"backend {backend!r} has no cookie or stick-table persistence: during a rolling "
+            "update each request may go to an old or a new server, so users would flip between "
+            "versions. Use --strategy halves (switches the whole pool at once), add persistence,"
+            " or pass --allow-version-flips")
+    if options.ramp > 0 and (backend_stat.algo or "") in _STATIC_ALGOS:
+        raise PlanError(f"--ramp needs a dynamic balance algorithm; {backend!r} uses "
+                        f"{backend_stat.algo}, which only accepts weights 0% and 100%")
+    unchecked = [n for n in candidates if not snaps[n].has_checks]
+    if unchecked:
+        notes.append(f"no health check on {', '.join(unchecked)}: after the update they wait "
+                     f"{options.settle:g}s (--settle) instead of passing checks")
+    if options.strategy == "halves" and kind != "none":
+        notes.append(f"halves on a backend with {kind} persistence: pinned users stay on "
+                     "half B until the switch")
+    return Plan(backend=backend, strategy=options.strategy, batches=batches, servers=snaps,
+                skipped=tuple(skipped), max_unavailable=max_unavailable, persistence=kind,
+                options=options, notes=tuple(notes))

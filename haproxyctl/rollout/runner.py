@@ -1,0 +1,209 @@
+"""The runner: performs a flow's steps against HAProxy, the journal and the updater. Thin.
+
+It is the only part of a rollout that does I/O or reads the clock. It also:
+
+- journals every phase change, and ``fsync``s the journal before any step that acts (a write to
+  HAProxy, an update), so the journal is never behind what changed;
+- stops *between* steps when asked (Ctrl-C, SIGTERM, :meth:`StopSignal.request`): sleeps wake
+  up at once, an update in progress is allowed to finish; the journal then allows
+  ``--resume``/``--abort``;
+- measures the time spent waiting (sleeps between polls, update commands) so the rollout's own
+  overhead can be reported (``RolloutReport.overhead``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+import attrs
+
+from haproxyctl import commands as cmd
+from haproxyctl.client import Client
+from haproxyctl.errors import HAProxyError, HAProxyTimeout, TransportError
+from haproxyctl.protocol.encode import Command
+from haproxyctl.rollout.events import (
+    Event,
+    Phase,
+    PhaseChanged,
+    RolloutFinished,
+    RolloutReport,
+    ServerOutcome,
+)
+from haproxyctl.rollout.flow import FlowResult
+from haproxyctl.rollout.journal import Journal
+from haproxyctl.rollout.plan import Plan
+from haproxyctl.rollout.steps import (
+    Emit,
+    Flow,
+    Now,
+    Probe,
+    Send,
+    Sleep,
+    Snapshot,
+    Step,
+    Update,
+)
+from haproxyctl.rollout.update import Updater
+
+__all__ = ["Runner", "StopSignal", "restore_commands"]
+
+_ACTIONS = (Send, Update)
+
+
+class StopSignal:
+    """A stop request shared with signal handlers or other threads."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def request(self, reason: str = "stop requested") -> None:
+        if not self._event.is_set():
+            self.reason = reason
+        self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True if a stop was requested."""
+        return self._event.wait(seconds) if seconds > 0 else self._event.is_set()
+
+
+class Runner:
+    def __init__(
+        self,
+        client: Client,
+        updater: Updater,
+        *,
+        journal: Journal | None,
+        stop: StopSignal | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.updater = updater
+        self.journal = journal
+        self.stop = stop or StopSignal()
+        self.clock = clock
+        self.waited = 0.0
+        self._start = 0.0
+
+    def events(self, plan: Plan, flow: Flow[FlowResult]) -> Generator[Event, None, RolloutReport]:
+        """Run ``flow`` to the end (or a stop), yielding its events; return the report."""
+        self._start = self.clock()
+        self.waited = 0.0
+        phases: dict[str, Phase] = {}
+        result: FlowResult | None = None
+        status, message, cause = "failed", "", None
+        try:
+            step: Step = next(flow)
+            while True:
+                if self.stop.requested and not isinstance(step, Emit | Now):
+                    status = "interrupted"
+                    message = (f"{self.stop.reason}: stopped after the last completed step; "
+                               "finish with --resume or undo with --abort")
+                    break
+                if isinstance(step, Emit):
+                    event = attrs.evolve(step.event, at=self.clock() - self._start)
+                    if isinstance(event, PhaseChanged):
+                        phases[event.server] = event.phase
+                        if self.journal is not None:
+                            self.journal.phase(event.server, event.phase, event.detail)
+                    yield event
+                    step = flow.send(None)
+                    continue
+                value = self._perform(step)
+                step = flow.send(value)
+        except StopIteration as done:
+            result = done.value
+        except (TransportError, HAProxyTimeout) as exc:
+            cause = "transport" if isinstance(exc, TransportError) else "timeout"
+            message = (f"lost contact with HAProxy: {exc}; the rollout stopped, finish it with "
+                       "--resume or undo it with --abort")
+        except HAProxyError as exc:
+            message = f"{type(exc).__name__}: {exc}"
+        finally:
+            flow.close()
+            if self.journal is not None:
+                self.journal.sync()
+        if result is not None:
+            status, message = result.status, result.message
+            phases.update(result.phases)
+        report = self._report(plan, status, message, phases, result, cause)
+        if self.journal is not None:
+            if status == "completed":
+                self.journal.end(status, message)
+            else:
+                self.journal.status(status, message)
+                self.journal.sync()
+        yield RolloutFinished(report, at=self.clock() - self._start)
+        return report
+
+    def _perform(self, step: Step) -> Any:
+        if isinstance(step, _ACTIONS) and self.journal is not None:
+            self.journal.sync()
+        if isinstance(step, Send):
+            return self.client.connection.execute_many(step.commands)
+        if isinstance(step, Probe):
+            stats = self.client.server_stats_of(step.refs)
+            return self.clock(), stats
+        if isinstance(step, Snapshot):
+            servers = self.client.servers(step.backend)
+            return self.clock(), servers
+        if isinstance(step, Sleep):
+            t0 = self.clock()
+            self.stop.wait(step.seconds)
+            t1 = self.clock()
+            self.waited += t1 - t0
+            return t1
+        if isinstance(step, Now):
+            return self.clock()
+        if isinstance(step, Update):
+            t0 = self.clock()
+            outcomes = self.updater.run(step.targets)
+            self.waited += self.clock() - t0
+            return outcomes
+        raise TypeError(f"unknown step {step!r}")  # pragma: no cover
+
+    def _report(self, plan: Plan, status: str, message: str, phases: dict[str, Phase],
+                result: FlowResult | None, cause: str | None) -> RolloutReport:
+        errors = dict(result.errors) if result is not None else {}
+        live: dict[str, Any] = {}
+        # HAProxy unreachable: the report says so with None fields.
+        with contextlib.suppress(HAProxyError):
+            live = {s.name: s for s in self.client.servers(plan.backend)}
+        outcomes = []
+        for name, snap in plan.servers.items():
+            default = Phase.SKIPPED if name in plan.skipped else Phase.PENDING
+            server = live.get(name)
+            outcomes.append(ServerOutcome(
+                server=name, phase=phases.get(name, default),
+                admin_state=server.admin_state.value if server is not None else None,
+                status=server.status if server is not None else None,
+                weight=server.weight if server is not None else None,
+                original_state=snap.admin_state.value, original_weight=snap.weight,
+                error=errors.get(name)))
+        return RolloutReport(
+            backend=plan.backend, status=status, servers=tuple(outcomes), message=message,
+            elapsed=self.clock() - self._start, waited=self.waited,
+            batches_done=result.batches_done if result is not None else sum(
+                1 for b in plan.batches if all(phases.get(s) is Phase.DONE for s in b)),
+            batches_total=len(plan.batches), cause=cause)
+
+
+def restore_commands(plan: Plan, phases: dict[str, Phase]) -> tuple[list[str], list[Command]]:
+    """What ``--abort`` does: the servers whose update never started, and the commands that put
+    them back to their original weight and state."""
+    servers = [s for s in plan.targets
+               if phases.get(s, Phase.PENDING).untouched and phases.get(s) is not Phase.SKIPPED]
+    commands: list[Command] = []
+    for s in servers:
+        snap = plan.servers[s]
+        commands.append(cmd.set_weight(plan.ref(s), 1 if snap.weight is None else snap.weight))
+        commands.append(cmd.set_state(plan.ref(s), snap.admin_state))
+    return servers, commands

@@ -1,0 +1,150 @@
+"""The steps a rollout flow asks its runner to perform, and typed helpers to ask for them.
+
+A flow is a generator: it yields a step and receives the step's result. It never touches a
+socket, a clock or a process itself, which is what lets the unit tests drive a whole rollout
+against a simulated HAProxy in microseconds. Use the helpers with ``yield from``::
+
+    replies = yield from send(commands)     # list[Reply | CommandError]
+    now, stats = yield from probe(refs)     # (float, list[ServerStat])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any, TypeVar, cast
+
+import attrs
+
+from haproxyctl.errors import CommandError
+from haproxyctl.models.server import Server
+from haproxyctl.models.stat import ServerStat
+from haproxyctl.protocol.encode import Command, ServerRef
+from haproxyctl.protocol.replies import Reply
+from haproxyctl.rollout.events import Event
+
+__all__ = [
+    "Emit",
+    "Flow",
+    "Now",
+    "Probe",
+    "Send",
+    "Sleep",
+    "Snapshot",
+    "Step",
+    "Update",
+    "UpdateOutcome",
+    "UpdateTarget",
+    "emit",
+    "now",
+    "probe",
+    "send",
+    "sleep",
+    "snapshot",
+    "update",
+]
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Send:
+    """Write these commands in one pipelined round trip; result: one Reply or CommandError each."""
+
+    commands: tuple[Command, ...]
+    #: Why: shown in dry runs and verbose logs.
+    label: str = ""
+
+
+@attrs.frozen
+class Probe:
+    """Read these servers' ``show stat`` rows (one round trip); result: (now, stats in order)."""
+
+    refs: tuple[ServerRef, ...]
+
+
+@attrs.frozen
+class Snapshot:
+    """Read the whole backend (stat + state); result: (now, servers)."""
+
+    backend: str
+
+
+@attrs.frozen
+class Sleep:
+    """Wait (interruptible by a stop request); result: now."""
+
+    seconds: float
+    #: What the time is spent waiting for; counts as waiting, not overhead.
+    reason: str = ""
+
+
+@attrs.frozen
+class Now:
+    """Result: the runner's monotonic time."""
+
+
+@attrs.frozen
+class UpdateTarget:
+    backend: str
+    server: str
+    address: str | None
+    port: int | None
+
+
+@attrs.frozen
+class UpdateOutcome:
+    server: str
+    ok: bool
+    detail: str = ""
+
+
+@attrs.frozen
+class Update:
+    """Run the update on these servers in parallel; result: one UpdateOutcome each, in order."""
+
+    targets: tuple[UpdateTarget, ...]
+
+
+@attrs.frozen
+class Emit:
+    """Report an event (progress views; phase changes are also journaled before continuing)."""
+
+    event: Event
+
+
+Step = Send | Probe | Snapshot | Sleep | Now | Update | Emit
+Flow = Generator[Step, Any, T]
+
+
+def send(commands: Sequence[Command], label: str = "") -> Flow[list[Reply | CommandError]]:
+    result = yield Send(tuple(commands), label)
+    return cast("list[Reply | CommandError]", result)
+
+
+def probe(refs: Sequence[ServerRef]) -> Flow[tuple[float, list[ServerStat]]]:
+    result = yield Probe(tuple(refs))
+    return cast("tuple[float, list[ServerStat]]", result)
+
+
+def snapshot(backend: str) -> Flow[tuple[float, list[Server]]]:
+    result = yield Snapshot(backend)
+    return cast("tuple[float, list[Server]]", result)
+
+
+def sleep(seconds: float, reason: str = "") -> Flow[float]:
+    result = yield Sleep(seconds, reason)
+    return cast(float, result)
+
+
+def now() -> Flow[float]:
+    result = yield Now()
+    return cast(float, result)
+
+
+def update(targets: Sequence[UpdateTarget]) -> Flow[list[UpdateOutcome]]:
+    result = yield Update(tuple(targets))
+    return cast("list[UpdateOutcome]", result)
+
+
+def emit(event: Event) -> Flow[None]:
+    yield Emit(event)
