@@ -34,7 +34,7 @@ from haproxyctl.rollout.flow import rollout_flow
 from haproxyctl.rollout.journal import Journal, JournalError, default_journal_path, read_journal
 from haproxyctl.rollout.options import RolloutOptions
 from haproxyctl.rollout.plan import Plan, make_plan
-from haproxyctl.rollout.runner import Runner, StopSignal, restore_commands
+from haproxyctl.rollout.runner import Runner, StopSignal, abort_targets
 from haproxyctl.rollout.steps import UpdateTarget
 from haproxyctl.rollout.update import CallableUpdater, ExecUpdater, Updater
 
@@ -97,8 +97,12 @@ class Rollout:
     def events(self, *, stop: StopSignal | None = None) -> Generator[Event, None, RolloutReport]:
         """Plan and run, yielding events as they happen; the generator returns the report."""
         updater = self._require_updater()
-        plan = self.plan()
         with self._journal() as journal:
+            # Lock and check for an unfinished rollout before reading anything: its servers
+            # would make the plan fail for the wrong reason (capacity).
+            if journal is not None:
+                journal.check_can_start()
+            plan = self.plan()
             if journal is not None:
                 journal.start(plan, address=str(self.client.address),
                               update=updater.describe())
@@ -138,7 +142,7 @@ class Rollout:
             self._check_resumable(state.plan.backend, state.ended, path)
             journal.reopen()
             plan, phases = state.plan, dict(state.phases)
-            servers, commands = restore_commands(plan, phases)
+            servers, commands = abort_targets(plan, phases)
             replies = self.client.connection.execute_many(commands) if commands else []
             errors = [r for r in replies if isinstance(r, CommandError)]
             if errors:

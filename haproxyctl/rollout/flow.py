@@ -47,7 +47,14 @@ from haproxyctl.rollout.events import (
     RolloutStarted,
     Waiting,
 )
-from haproxyctl.rollout.plan import Plan, ramp_weights
+from haproxyctl.rollout.plan import (
+    Plan,
+    ramp_weights,
+    ready_commands,
+    restore_commands,
+    return_commands,
+    switch_commands,
+)
 from haproxyctl.rollout.steps import (
     Flow,
     UpdateTarget,
@@ -203,14 +210,8 @@ def _batch(st: _State, batch: Sequence[str], index: int, total: int) -> Flow[boo
 def _switch(st: _State, half_a: Sequence[str], half_b: Sequence[str]) -> Flow[None]:
     """Half A into service and half B out of it in one write: HAProxy runs the pipelined lines
     back to back, so no user is sent to the new half and then back to the old one."""
-    plan = st.plan
-    commands: list[Command] = []
-    for s in half_a:
-        commands += [cmd.set_state(plan.ref(s), plan.servers[s].admin_state),
-                     cmd.set_weight(plan.ref(s), _weight(st, s))]
     b_live = st.in_phase(half_b, Phase.PENDING)
-    commands += [cmd.set_state(plan.ref(s), "drain") for s in b_live]
-    replies = yield from send(commands, "switch halves")
+    replies = yield from send(switch_commands(st.plan, half_a, b_live), "switch halves")
     errors = [r for r in replies if isinstance(r, CommandError)]
     if errors:
         raise _BatchFailed(f"the switch was refused by HAProxy: {errors[0].reason}")
@@ -291,6 +292,9 @@ def _update(st: _State, batch: Sequence[str]) -> Flow[None]:
     for outcome in outcomes:
         if outcome.ok:
             yield from st.set(outcome.server, Phase.UPDATED, outcome.detail)
+        elif outcome.interrupted:
+            yield from st.set(outcome.server, Phase.UPDATING,
+                              f"interrupted ({outcome.detail}); --resume runs it again")
         else:
             yield from st.set(outcome.server, Phase.FAILED,
                               f"update failed: {outcome.detail}".strip())
@@ -303,8 +307,7 @@ def _bring_back(st: _State, batch: Sequence[str], *, ready_each: bool = True) ->
     back = st.in_phase(batch, Phase.UPDATED, Phase.RETURNING)
     if not back:
         return
-    yield from _send_or_fail(st, [cmd.set_state(plan.ref(s), "drain") for s in back], back,
-                             "drain")
+    yield from _send_or_fail(st, return_commands(plan, back), back, "drain")
     yield from st.set_all(back, Phase.RETURNING)
     start = yield from now()
     waiting = list(back)
@@ -345,18 +348,14 @@ def _ready(st: _State, servers: Sequence[str]) -> Flow[None]:
     if not servers:
         return
     plan, opts = st.plan, st.plan.options
-    commands: list[Command] = []
-    for s in servers:
-        first = ramp_weights(_weight(st, s))[0] if opts.ramp > 0 else _weight(st, s)
-        commands += [cmd.set_weight(plan.ref(s), first),
-                     cmd.set_state(plan.ref(s), plan.servers[s].admin_state)]
-    yield from _send_or_fail(st, commands, servers, "ready")
+    yield from _send_or_fail(st, ready_commands(plan, servers, ramped=opts.ramp > 0), servers,
+                             "ready")
     if opts.ramp > 0:
         steps = len(ramp_weights(1)) - 1
         for k in range(1, steps + 1):
             yield from sleep(opts.ramp / steps, "ramp")
             yield from _send_or_fail(
-                st, [cmd.set_weight(plan.ref(s), ramp_weights(_weight(st, s))[k])
+                st, [cmd.set_weight(plan.ref(s), ramp_weights(plan.weight(s))[k])
                      for s in servers], servers, "ramp weight")
     yield from _verify(st, servers)
 
@@ -389,11 +388,7 @@ def _restore(st: _State, batch: Sequence[str]) -> Flow[None]:
     untouched = [s for s in batch if st.phase(s).untouched and st.phase(s) is not Phase.SKIPPED]
     if not untouched:
         return
-    commands: list[Command] = []
-    for s in untouched:
-        commands += [cmd.set_weight(plan.ref(s), _weight(st, s)),
-                     cmd.set_state(plan.ref(s), plan.servers[s].admin_state)]
-    yield from send(commands, "restore")
+    yield from send(restore_commands(plan, untouched), "restore")
     yield from st.set_all(untouched, Phase.RESTORED, "restored to its original state")
 
 
@@ -456,9 +451,4 @@ def _health(plan: Plan, server: str, stat: ServerStat, elapsed: float) -> str:
         return f"no check, settling {min(elapsed, plan.options.settle):.0f}/" \
                f"{plan.options.settle:g}s"
     return f"{stat.status} ({stat.check_status or '-'})"
-
-
-def _weight(st: _State, server: str) -> int:
-    w = st.plan.servers[server].weight
-    return 1 if w is None else w
 

@@ -159,15 +159,20 @@ class Journal:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def start(self, plan: Plan, *, address: str, update: str) -> None:
-        """Begin a new journal (archiving a finished one) with the plan record."""
+    def check_can_start(self) -> None:
+        """Refuse a new rollout while the last one in this journal is unfinished."""
         if self.path.exists():
             state = read_journal(self.path)
             if state.ended is None:
                 raise JournalError(
                     f"an unfinished rollout of backend {state.plan.backend!r} exists (started "
-                    f"{state.started}, journal {self.path}); finish it with --resume or undo it "
-                    "with --abort")
+                    f"{state.started}, last status {state.last_status or 'running'}, journal "
+                    f"{self.path}); finish it with --resume or undo it with --abort")
+
+    def start(self, plan: Plan, *, address: str, update: str) -> None:
+        """Begin a new journal (archiving a finished one) with the plan record."""
+        if self.path.exists():
+            self.check_can_start()
             stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
             self.path.rename(self.path.with_name(f"{self.path.name}.{stamp}"))
         self._open()

@@ -39,6 +39,10 @@ __all__ = [
     "detect_persistence",
     "make_plan",
     "ramp_weights",
+    "ready_commands",
+    "restore_commands",
+    "return_commands",
+    "switch_commands",
 ]
 
 _STATIC_ALGOS = ("static-rr", "source", "uri", "url_param", "hdr", "rdp-cookie", "hash")
@@ -133,30 +137,32 @@ class Plan:
         return ServerRef(self.backend, server)
 
     def commands(self) -> list[tuple[str, list[Command]]]:
-        """The commands each step sends, in order, for ``--dry-run``."""
+        """The commands each step sends, in order, for ``--dry-run`` (the flow sends the very
+        same lists: both use the helpers below)."""
         steps: list[tuple[str, list[Command]]] = []
-        batches = self.batches
+        ramped = self.options.ramp > 0
+        ramp_note = f", ramped over {self.options.ramp:g}s" if ramped else ""
         if self.strategy == "halves":
-            a, b = batches
+            a, b = self.batches
             steps += _take_out(self, a, "half A")
-            steps += _bring_back_drain(self, a, "half A")
+            steps += _bring_back(self, a, "half A")
             steps.append(("switch: half A into service and half B out, in one write",
-                          [cmd.set_state(self.ref(s), "ready") for s in a]
-                          + [cmd.set_weight(self.ref(s), self._weight(s)) for s in a]
-                          + [cmd.set_state(self.ref(s), "drain") for s in b]))
+                          switch_commands(self, a, b)))
             steps += _take_out(self, b, "half B", already_draining=True)
-            steps += _bring_back_drain(self, b, "half B")
-            steps.append(("half B: ready with the original weight",
-                          _ready(self, b)))
+            steps += _bring_back(self, b, "half B")
+            steps.append((f"half B: ready with the original weight{ramp_note}",
+                          ready_commands(self, b, ramped=ramped)))
             return steps
-        for k, batch in enumerate(batches, 1):
-            label = f"batch {k}/{len(batches)}"
+        for k, batch in enumerate(self.batches, 1):
+            label = f"batch {k}/{len(self.batches)}"
             steps += _take_out(self, batch, label)
-            steps += _bring_back_drain(self, batch, label)
-            steps.append((f"{label}: ready with the original weight", _ready(self, batch)))
+            steps += _bring_back(self, batch, label)
+            steps.append((f"{label}: ready with the original weight{ramp_note}",
+                          ready_commands(self, batch, ramped=ramped)))
         return steps
 
-    def _weight(self, server: str) -> int:
+    def weight(self, server: str) -> int:
+        """The weight to restore: the one the server had before the rollout."""
         w = self.servers[server].weight
         return w if w is not None else 1
 
@@ -209,21 +215,52 @@ def _take_out(plan: Plan, batch: Sequence[str], label: str, *,
     return steps
 
 
-def _bring_back_drain(plan: Plan, batch: Sequence[str], label: str
-                      ) -> list[tuple[str, list[Command]]]:
-    return [(f"{label}: run the update, then drain to start health checks (up to "
-             f"{plan.options.health_timeout:g}s; {plan.options.settle:g}s settle for servers "
-             "without checks)", [cmd.set_state(plan.ref(s), "drain") for s in batch])]
+def _bring_back(plan: Plan, batch: Sequence[str], label: str
+                ) -> list[tuple[str, list[Command]]]:
+    return [(f"{label}: run the update, then drain and force down, so fresh health checks "
+             f"must pass (up to {plan.options.health_timeout:g}s; {plan.options.settle:g}s "
+             "settle for servers without checks)", return_commands(plan, batch))]
 
 
-def _ready(plan: Plan, batch: Sequence[str]) -> list[Command]:
+def return_commands(plan: Plan, servers: Sequence[str]) -> list[Command]:
+    """Out of maint into drain, so health checks run again while no new user is sent there.
+
+    For a checked server ``state drain`` is followed by ``health down`` in the same write:
+    leaving maint, HAProxy starts the server optimistically at health ``rise`` without a check
+    (with ``fall 1`` that is already full health, reference §3.4), so pinned users could reach
+    an app still starting. Forced down, the new version must pass ``rise`` fresh checks first.
+    """
     out: list[Command] = []
-    for s in batch:
-        if plan.options.ramp > 0:
-            out.append(cmd.set_weight(plan.ref(s), ramp_weights(plan._weight(s))[0]))
-        out.append(cmd.set_state(plan.ref(s), plan.servers[s].admin_state))
-        out.append(cmd.set_weight(plan.ref(s), plan._weight(s)))
+    for s in servers:
+        out.append(cmd.set_state(plan.ref(s), "drain"))
+        if plan.servers[s].has_checks:
+            out.append(cmd.set_health(plan.ref(s), "down"))
     return out
+
+
+def ready_commands(plan: Plan, servers: Sequence[str], *, ramped: bool) -> list[Command]:
+    """Weight first (the original one, or the first ramp step), then the original state."""
+    out: list[Command] = []
+    for s in servers:
+        weight = plan.weight(s)
+        out.append(cmd.set_weight(plan.ref(s), ramp_weights(weight)[0] if ramped else weight))
+        out.append(cmd.set_state(plan.ref(s), plan.servers[s].admin_state))
+    return out
+
+
+def restore_commands(plan: Plan, servers: Sequence[str]) -> list[Command]:
+    """Back to the weight and state a server had before the rollout (restore, abort)."""
+    out: list[Command] = []
+    for s in servers:
+        out.append(cmd.set_weight(plan.ref(s), plan.weight(s)))
+        out.append(cmd.set_state(plan.ref(s), plan.servers[s].admin_state))
+    return out
+
+
+def switch_commands(plan: Plan, half_a: Sequence[str], half_b: Sequence[str]) -> list[Command]:
+    """Half A into service and half B out of it, to be sent as one pipelined write."""
+    return (ready_commands(plan, half_a, ramped=False)
+            + [cmd.set_state(plan.ref(s), "drain") for s in half_b])
 
 
 def ramp_weights(weight: int, steps: int = 4) -> list[int]:

@@ -14,6 +14,7 @@ It is the only part of a rollout that does I/O or reads the clock. It also:
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -21,7 +22,6 @@ from typing import Any
 
 import attrs
 
-from haproxyctl import commands as cmd
 from haproxyctl.client import Client
 from haproxyctl.errors import HAProxyError, HAProxyTimeout, TransportError
 from haproxyctl.protocol.encode import Command
@@ -35,7 +35,7 @@ from haproxyctl.rollout.events import (
 )
 from haproxyctl.rollout.flow import FlowResult
 from haproxyctl.rollout.journal import Journal
-from haproxyctl.rollout.plan import Plan
+from haproxyctl.rollout.plan import Plan, restore_commands
 from haproxyctl.rollout.steps import (
     Emit,
     Flow,
@@ -49,7 +49,7 @@ from haproxyctl.rollout.steps import (
 )
 from haproxyctl.rollout.update import Updater
 
-__all__ = ["Runner", "StopSignal", "restore_commands"]
+__all__ = ["Runner", "StopSignal", "abort_targets"]
 
 _ACTIONS = (Send, Update)
 
@@ -167,6 +167,13 @@ class Runner:
             t0 = self.clock()
             outcomes = self.updater.run(step.targets)
             self.waited += self.clock() - t0
+            if self.stop.requested:
+                # Update commands run in their own session so a Ctrl-C does not reach them, but
+                # one that lands while a command is being forked still can. Its result is then
+                # unknown, not a failure of the new version.
+                outcomes = [attrs.evolve(o, interrupted=True)
+                            if not o.ok and o.signal in (signal.SIGINT, signal.SIGTERM) else o
+                            for o in outcomes]
             return outcomes
         raise TypeError(f"unknown step {step!r}")  # pragma: no cover
 
@@ -196,14 +203,9 @@ class Runner:
             batches_total=len(plan.batches), cause=cause)
 
 
-def restore_commands(plan: Plan, phases: dict[str, Phase]) -> tuple[list[str], list[Command]]:
+def abort_targets(plan: Plan, phases: dict[str, Phase]) -> tuple[list[str], list[Command]]:
     """What ``--abort`` does: the servers whose update never started, and the commands that put
     them back to their original weight and state."""
     servers = [s for s in plan.targets
                if phases.get(s, Phase.PENDING).untouched and phases.get(s) is not Phase.SKIPPED]
-    commands: list[Command] = []
-    for s in servers:
-        snap = plan.servers[s]
-        commands.append(cmd.set_weight(plan.ref(s), 1 if snap.weight is None else snap.weight))
-        commands.append(cmd.set_state(plan.ref(s), snap.admin_state))
-    return servers, commands
+    return servers, restore_commands(plan, servers)

@@ -96,6 +96,11 @@ class UpdateOutcome:
     server: str
     ok: bool
     detail: str = ""
+    #: The update was killed by a signal while the rollout was being stopped: its result is
+    #: unknown, so the server stays "updating" and --resume runs the update again.
+    interrupted: bool = False
+    #: The signal that ended the update command, if one did.
+    signal: int | None = None
 
 
 @attrs.frozen

@@ -101,6 +101,10 @@ class ExecUpdater:
             return UpdateOutcome(target.server, False,
                                  f"timed out after {self.timeout:g}s and was killed; "
                                  f"output: {_tail(out)}")
+        if proc.returncode < 0:
+            name = signal.Signals(-proc.returncode).name
+            return UpdateOutcome(target.server, False, f"killed by {name}; output: {_tail(out)}",
+                                 signal=-proc.returncode)
         if proc.returncode != 0:
             return UpdateOutcome(target.server, False,
                                  f"exit status {proc.returncode}; output: {_tail(out)}")
