@@ -236,6 +236,27 @@ def raw(client: Client, args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def demo(args: argparse.Namespace, out: Output) -> int:
+    """The demo needs no socket: it starts its own HAProxy (see haproxyctl.demo)."""
+    from haproxyctl.demo import run_demo
+
+    if not 1 <= args.users <= 200:
+        raise UsageError("--users must be 1-200", field="users", value=args.users)
+    if not 2 <= args.servers <= 12:
+        raise UsageError("--servers must be 2-12", field="servers", value=args.servers)
+    result = run_demo(users=args.users, servers=args.servers, out=out.out,
+                      json_mode=out.json_mode)
+    if out.json_mode:
+        out.json({"ok": result.ok,
+                  "rollouts": [r.to_dict() for r in result.rollouts],
+                  "users": {b: {"requests": load.total, "failed": load.failed,
+                                "flipped_back": len(load.flips),
+                                "per_server": dict(load.per_server),
+                                "per_version": dict(load.per_version)}
+                            for b, load in result.loads}})
+    return 0 if result.ok else 1
+
+
 HANDLERS: dict[str, Handler] = {
     "info": info,
     "backends": backends,

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from haproxyctl.cli.handlers import HANDLERS
+from haproxyctl.cli.handlers import HANDLERS, demo
 from haproxyctl.cli.parser import build_parser
 from haproxyctl.cli.render import Output
 from haproxyctl.client import Client
@@ -28,6 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.timeout <= 0:
             parser.error("--timeout must be > 0")
+        if args.handler == "demo":
+            return demo(args, out)
         with Client(args.socket, timeout=args.timeout) as client:
             return HANDLERS[args.handler](client, args, out)
     except HAProxyError as exc:

@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_rollout(add)
 
+    p = add("demo", "demo", "start a local HAProxy with app servers and simulated users, roll "
+                            "them from v1 to v2 live, and show what the users saw")
+    p.add_argument("--users", type=int, default=20, help="simulated users per backend")
+    p.add_argument("--servers", type=int, default=4, help="app servers per backend (2-12)")
+
     p = add("raw", "raw", "send one command line verbatim and print the reply")
     p.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND...")
     return top
@@ -200,6 +205,9 @@ def _add_rollout(add: Callable[[str, str, str], argparse.ArgumentParser]) -> Non
                    help="allow rolling on a backend without persistence")
     p.add_argument("--include-disabled", action="store_true",
                    help="also update servers in maint/drain before the rollout")
+    p.add_argument("--no-rebalance", dest="rebalance", action="store_false",
+                   help="do not re-pin stick-table users onto servers coming back (by default "
+                        "they are, so the load stays even)")
     journal = p.add_mutually_exclusive_group()
     journal.add_argument("--journal", metavar="PATH",
                          help="journal file (default: $HAPROXYCTL_STATE_DIR or "

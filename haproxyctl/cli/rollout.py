@@ -32,6 +32,7 @@ def _options(args: argparse.Namespace) -> RolloutOptions:
         health_timeout=args.health_timeout, settle=args.settle, ramp=args.ramp,
         exec_timeout=args.exec_timeout, poll_interval=args.poll_interval,
         allow_version_flips=args.allow_version_flips, include_disabled=args.include_disabled,
+        rebalance=args.rebalance,
     )
 
 

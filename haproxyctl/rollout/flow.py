@@ -55,12 +55,14 @@ from haproxyctl.rollout.plan import (
     return_commands,
     switch_commands,
 )
+from haproxyctl.rollout.rebalance import plan_moves
 from haproxyctl.rollout.steps import (
     Flow,
     UpdateTarget,
     emit,
     now,
     probe,
+    read_table,
     send,
     sleep,
     snapshot,
@@ -70,6 +72,12 @@ from haproxyctl.rollout.steps import (
 __all__ = ["FlowResult", "rollout_flow"]
 
 _TAKEN_OUT = (Phase.DRAINING, Phase.MAINT, Phase.DRAINED)
+# Rebalancing re-reads the table a few times: users with a request in flight are skipped
+# (see rollout/rebalance.py) and picked up once idle.
+# A draining server is "quiet" (pinned users gone) after this long with no new session.
+_QUIET = 1.0
+_REBALANCE_ROUNDS = 5
+_REBALANCE_PAUSE = 1.0
 _NEEDS_UPDATE = (Phase.MAINT, Phase.DRAINED, Phase.UPDATING, Phase.FAILED)
 
 
@@ -199,6 +207,7 @@ def _batch(st: _State, batch: Sequence[str], index: int, total: int) -> Flow[boo
         yield from _update(st, batch)
         yield from _bring_back(st, batch)
         yield from _ready(st, st.in_phase(batch, Phase.HEALTHY))
+        yield from _rebalance(st, st.in_phase(batch, Phase.DONE))
     except _BatchFailed:
         yield from emit(BatchDone(index, total, False))
         raise
@@ -360,6 +369,37 @@ def _ready(st: _State, servers: Sequence[str]) -> Flow[None]:
     yield from _verify(st, servers)
 
 
+def _rebalance(st: _State, returned: Sequence[str]) -> Flow[None]:
+    """Re-pin a fair share of stick-table users onto servers that just came back."""
+    plan = st.plan
+    table = plan.rebalance_table
+    if table is None or not returned:
+        return
+    in_service = [s for s in plan.servers
+                  if s not in plan.skipped and st.phases.get(s) in (Phase.DONE, Phase.PENDING)
+                  and plan.servers[s].admin_state is AdminState.READY]
+    names = {snap.id: name for name, snap in plan.servers.items() if snap.id is not None}
+    counts = dict.fromkeys(returned, 0)
+    for round_ in range(_REBALANCE_ROUNDS):
+        if round_:
+            # Users whose in-flight request re-pinned them to the old server are idle again.
+            yield from sleep(_REBALANCE_PAUSE, "rebalance")
+        _, contents = yield from read_table(table)
+        moves = plan_moves(contents.entries, names, in_service=in_service, targets=returned)
+        if not moves:
+            break
+        commands: list[Command] = []
+        for key, target in moves:
+            commands += [cmd.clear_table(table, key=key),
+                         cmd.set_table(table, key, {"server_id": plan.servers[target].id or 0})]
+            counts[target] += 1
+        yield from send(commands, "rebalance")
+    if any(counts.values()):
+        yield from emit(Notice(None, f"re-pinned {sum(counts.values())} users onto "
+                                     + ", ".join(f"{t} ({n})" for t, n in counts.items() if n)
+                                     + f" (stick table {table})"))
+
+
 def _verify(st: _State, servers: Sequence[str]) -> Flow[None]:
     plan = st.plan
     _, stats = yield from probe([plan.ref(s) for s in servers])
@@ -404,17 +444,30 @@ def _send_or_fail(st: _State, commands: Sequence[Command], servers: Sequence[str
 def _wait_sessions(st: _State, servers: Sequence[str], what: str, timeout: float, *,
                    kill_after: float | None = None) -> Flow[dict[str, int]]:
     """Poll until every server has no session and an empty queue; return those that still have
-    some after ``timeout`` (server -> sessions + queued)."""
+    some after ``timeout`` (server -> sessions + queued).
+
+    For the drain grace (``what == "drain"``) a moment with no session is not enough: users
+    pinned to a draining server keep coming back between clicks, so the grace ends only once a
+    server has had no session *and no new one* for ``_QUIET`` seconds (or at ``timeout``).
+    """
     plan, opts = st.plan, st.plan.options
     refs = [plan.ref(s) for s in servers]
     start = yield from now()
     killed = False
     first_stot: dict[str, int] = {}
+    last_stot: dict[str, tuple[int, float]] = {}
+    quiet = min(_QUIET, timeout)
     while True:
         t, stats = yield from probe(refs)
         elapsed = t - start
-        left = {s: stat.scur + stat.qcur for s, stat in zip(servers, stats, strict=True)
-                if not stat.drained}
+        left: dict[str, int] = {}
+        for s, stat in zip(servers, stats, strict=True):
+            seen = last_stot.get(s)
+            if seen is None or seen[0] != stat.stot:
+                last_stot[s] = seen = (stat.stot, t)
+            busy = not stat.drained or (what == "drain" and t - seen[1] < quiet)
+            if busy:
+                left[s] = stat.scur + stat.qcur
         yield from emit(Waiting(what, {s: f"{stat.scur} sessions, {stat.qcur} queued"
                                        for s, stat in zip(servers, stats, strict=True)},
                                 elapsed, timeout, at=t))

@@ -47,6 +47,8 @@ class RolloutOptions:
     allow_version_flips: bool = False
     #: Also update servers that are in maint or drain before the rollout (returned to that state).
     include_disabled: bool = False
+    #: Re-pin stick-table users onto each batch as it comes back (see rollout/rebalance.py).
+    rebalance: bool = True
 
     def __attrs_post_init__(self) -> None:
         for name in ("drain_timeout", "sessions_timeout", "kill_after", "health_timeout",

@@ -59,6 +59,7 @@ class ServerSnapshot:
     """A server as it was before the rollout: what ``abort`` restores."""
 
     name: str
+    id: int | None
     admin_state: AdminState
     weight: int | None
     initial_weight: int | None
@@ -73,21 +74,24 @@ class ServerSnapshot:
         available = (server.admin_state is AdminState.READY and server.up
                      and server.stat.status_word != "DOWN")
         return cls(
-            name=server.name, admin_state=server.admin_state, weight=server.weight,
+            name=server.name, id=server.id, admin_state=server.admin_state,
+            weight=server.weight,
             initial_weight=server.initial_weight,
             has_checks=server.has_checks and server.checks_enabled, available=available,
             status=server.status, address=server.address, port=server.port,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "admin_state": self.admin_state.value, "weight": self.weight,
+        return {"name": self.name, "id": self.id, "admin_state": self.admin_state.value,
+                "weight": self.weight,
                 "initial_weight": self.initial_weight, "has_checks": self.has_checks,
                 "available": self.available, "status": self.status, "address": self.address,
                 "port": self.port}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ServerSnapshot:
-        return cls(name=d["name"], admin_state=AdminState(d["admin_state"]), weight=d["weight"],
+        return cls(name=d["name"], id=d.get("id"), admin_state=AdminState(d["admin_state"]),
+                   weight=d["weight"],
                    initial_weight=d["initial_weight"], has_checks=d["has_checks"],
                    available=d["available"], status=d["status"], address=d["address"],
                    port=d["port"])
@@ -128,6 +132,8 @@ class Plan:
     persistence: str
     options: RolloutOptions
     notes: tuple[str, ...] = ()
+    #: The stick table whose users are re-spread onto servers coming back (None: no rebalance).
+    rebalance_table: str | None = None
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -159,6 +165,10 @@ class Plan:
             steps += _bring_back(self, batch, label)
             steps.append((f"{label}: ready with the original weight{ramp_note}",
                           ready_commands(self, batch, ramped=ramped)))
+            if self.rebalance_table:
+                steps.append((f"{label}: re-pin users from the busiest servers to "
+                              f"{', '.join(batch)} in stick table {self.rebalance_table} "
+                              "(clear table/set table per key, decided at run time)", []))
         return steps
 
     def weight(self, server: str) -> int:
@@ -173,7 +183,7 @@ class Plan:
             "servers": {n: s.to_dict() for n, s in self.servers.items()},
             "skipped": list(self.skipped), "max_unavailable": self.max_unavailable,
             "persistence": self.persistence, "options": _options_dict(self.options),
-            "notes": list(self.notes),
+            "notes": list(self.notes), "rebalance_table": self.rebalance_table,
         }
 
     @classmethod
@@ -187,7 +197,7 @@ class Plan:
             servers={n: ServerSnapshot.from_dict(s) for n, s in d["servers"].items()},
             skipped=tuple(d["skipped"]), max_unavailable=d["max_unavailable"],
             persistence=d["persistence"], options=RolloutOptions(**o),
-            notes=tuple(d.get("notes", ())),
+            notes=tuple(d.get("notes", ())), rebalance_table=d.get("rebalance_table"),
         )
 
 
@@ -359,9 +369,19 @@ def make_plan(
     if unchecked:
         notes.append(f"no health check on {', '.join(unchecked)}: after the update they wait "
                      f"{options.settle:g}s (--settle) instead of passing checks")
+    rebalance_table = None
+    if options.rebalance and detected.tables:
+        rebalance_table = detected.tables[0]
+        notes.append(f"users pinned in stick table {rebalance_table} are re-spread onto each "
+                     "batch as it comes back, so the load stays even (--no-rebalance to keep "
+                     "them where they are)")
+    elif kind.startswith("cookie") and len(batches) > 1:
+        notes.append("cookie persistence: users moved off a batch stay on the servers they "
+                     "landed on, so servers updated last get new users only until cookies "
+                     "expire (see docs/rollout.md)")
     if options.strategy == "halves" and kind != "none":
         notes.append(f"halves on a backend with {kind} persistence: pinned users stay on "
                      "half B until the switch")
     return Plan(backend=backend, strategy=options.strategy, batches=batches, servers=snaps,
                 skipped=tuple(skipped), max_unavailable=max_unavailable, persistence=kind,
-                options=options, notes=tuple(notes))
+                options=options, notes=tuple(notes), rebalance_table=rebalance_table)

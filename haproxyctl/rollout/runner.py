@@ -41,6 +41,7 @@ from haproxyctl.rollout.steps import (
     Flow,
     Now,
     Probe,
+    ReadTable,
     Send,
     Sleep,
     Snapshot,
@@ -152,6 +153,9 @@ class Runner:
         if isinstance(step, Probe):
             stats = self.client.server_stats_of(step.refs)
             return self.clock(), stats
+        if isinstance(step, ReadTable):
+            table = self.client.table(step.table)
+            return self.clock(), table
         if isinstance(step, Snapshot):
             servers = self.client.servers(step.backend)
             return self.clock(), servers

@@ -18,6 +18,7 @@ import attrs
 from haproxyctl.errors import CommandError
 from haproxyctl.models.server import Server
 from haproxyctl.models.stat import ServerStat
+from haproxyctl.models.table import StickTable
 from haproxyctl.protocol.encode import Command, ServerRef
 from haproxyctl.protocol.replies import Reply
 from haproxyctl.rollout.events import Event
@@ -27,6 +28,7 @@ __all__ = [
     "Flow",
     "Now",
     "Probe",
+    "ReadTable",
     "Send",
     "Sleep",
     "Snapshot",
@@ -37,6 +39,7 @@ __all__ = [
     "emit",
     "now",
     "probe",
+    "read_table",
     "send",
     "sleep",
     "snapshot",
@@ -67,6 +70,13 @@ class Snapshot:
     """Read the whole backend (stat + state); result: (now, servers)."""
 
     backend: str
+
+
+@attrs.frozen
+class ReadTable:
+    """Read a stick table's entries; result: (now, StickTable)."""
+
+    table: str
 
 
 @attrs.frozen
@@ -117,7 +127,7 @@ class Emit:
     event: Event
 
 
-Step = Send | Probe | Snapshot | Sleep | Now | Update | Emit
+Step = Send | Probe | Snapshot | ReadTable | Sleep | Now | Update | Emit
 Flow = Generator[Step, Any, T]
 
 
@@ -134,6 +144,11 @@ def probe(refs: Sequence[ServerRef]) -> Flow[tuple[float, list[ServerStat]]]:
 def snapshot(backend: str) -> Flow[tuple[float, list[Server]]]:
     result = yield Snapshot(backend)
     return cast("tuple[float, list[Server]]", result)
+
+
+def read_table(table: str) -> Flow[tuple[float, StickTable]]:
+    result = yield ReadTable(table)
+    return cast("tuple[float, StickTable]", result)
 
 
 def sleep(seconds: float, reason: str = "") -> Flow[float]:
