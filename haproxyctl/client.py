@@ -374,15 +374,17 @@ class Client:
         Every name is validated, and with ``check_exists`` every server is looked up first, so a
         typo fails the whole call before anything changes.
         """
+        wanted = AdminState.parse(state)
         targets = self._bulk_targets(refs, check_exists)
-        items = [(str(r), cmd.set_state(r, state)) for r in targets]
+        items = [(str(r), cmd.set_state(r, wanted)) for r in targets]
         return self.bulk(items, raise_on_error=raise_on_error)
 
     def set_weight_many(self, refs: Iterable[RefLike], weight: int | str | WeightSpec, *,
                         check_exists: bool = True,
                         raise_on_error: bool = True) -> list[BulkResult]:
+        spec = WeightSpec.parse(weight)
         targets = self._bulk_targets(refs, check_exists)
-        items = [(str(r), cmd.set_weight(r, weight)) for r in targets]
+        items = [(str(r), cmd.set_weight(r, spec)) for r in targets]
         return self.bulk(items, raise_on_error=raise_on_error)
 
     # -- waits ---------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ DEFAULT_TIMEOUT = 10.0
 # stop reading our input once its output buffer filled, and both sides would block.
 _MAX_BATCH_BYTES = 64 * 1024
 _PROMPT = Command.build("prompt")
+_EMPTY = Reply(raw="", text="", severity=None)
 
 
 class _Framer(Protocol):
@@ -76,6 +77,7 @@ class Connection:
             self.address,
             connect_timeout=connect_timeout if connect_timeout is not None else min(timeout, 5.0),
         )
+        self._label = str(self.address)
         self._lock = threading.RLock()
         self._channel: Channel | None = None
         self._framer: _Framer | None = None
@@ -104,12 +106,17 @@ class Connection:
             return []
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         results: list[Reply | CommandError] = []
+        address = self._label
         for group in _groups(commands):
             bodies = self._roundtrip(group, deadline)
             for command, body in zip(group, bodies, strict=True):
+                if not body:
+                    # The common success of a write (empty output): nothing to parse or check.
+                    results.append(_EMPTY)
+                    continue
                 reply = parse_reply(body_text(body))
                 try:
-                    results.append(check_reply(command, reply, address=str(self.address)))
+                    results.append(check_reply(command, reply, address=address))
                 except CommandError as exc:
                     results.append(exc)
         return results
@@ -132,8 +139,7 @@ class Connection:
             # The master CLI only answers a one-shot line completely after our EOF (§9.4).
             channel.shutdown_write()
             while True:
-                chunk = channel.recv(deadline=deadline, command=command.line,
-                                     partial=framer.pending)
+                chunk = channel.recv(deadline=deadline, command=command.line)
                 if not chunk:
                     break
                 framer.feed(chunk)
@@ -194,7 +200,13 @@ class Connection:
             body = framer.next_reply()
             if body is not None:
                 return body
-            chunk = channel.recv(deadline=deadline, command=command.line, partial=framer.pending)
+            try:
+                chunk = channel.recv(deadline=deadline, command=command.line)
+            except ConnectionLost as exc:
+                # Attached here, only on failure: copying the buffer on every read would make
+                # large replies quadratic.
+                exc.partial = framer.pending
+                raise
             if not chunk:
                 channel.close()
                 if framer.pending:

@@ -160,7 +160,7 @@ class Channel:
             raise translate_os_error(exc, self.address, phase="send", command=command,
                                      sent=True, timeout=timeout) from None
 
-    def recv(self, *, deadline: float, command: str | None = None, partial: bytes = b"") -> bytes:
+    def recv(self, *, deadline: float, command: str | None = None) -> bytes:
         """Read what is available (blocking until the deadline); b"" means the peer closed."""
         timeout = deadline - time.monotonic()
         if timeout <= 0:
@@ -174,7 +174,7 @@ class Channel:
         except OSError as exc:
             self.close()
             raise translate_os_error(exc, self.address, phase="recv", command=command,
-                                     sent=True, partial=partial, timeout=timeout) from None
+                                     sent=True, timeout=timeout) from None
 
     def shutdown_write(self) -> None:
         """Half-close: the master CLI only ends a one-shot exchange when it sees our EOF."""

@@ -39,8 +39,10 @@ _ID_RE = re.compile(r"#[0-9]+")
 # Characters the tokenizer treats specially (see module docstring).
 _ESCAPE_RE = re.compile(r"[ \t;\\<]")
 _FORBIDDEN = {"\r": "carriage return", "\n": "newline", "\0": "NUL byte"}
+_SPECIAL_RE = re.compile(r"[ \t;\\<\r\n\0]")
 # Verbs are written by haproxyctl itself (never from user input): lowercase words and dashes.
 _VERB_RE = re.compile(r"[a-z][a-z0-9\-]*( [a-z][a-z0-9\-]*)*")
+_VERBS_SEEN: set[str] = set()
 
 
 def check_name(kind: str, value: str) -> str:
@@ -68,6 +70,8 @@ def escape_arg(value: str, *, field: str = "argument") -> str:
 
     Raises UsageError for values that cannot be sent (empty, or containing CR, LF or NUL).
     """
+    if type(value) is str and value and _SPECIAL_RE.search(value) is None:
+        return value  # the common case: nothing to escape or refuse (bulk changes build many)
     if not isinstance(value, str):
         raise UsageError(f"{field} must be a string, not {type(value).__name__}", field=field)
     if value == "":
@@ -185,8 +189,10 @@ class Command:
         idempotent: bool = True,
     ) -> Command:
         """``verb`` is haproxyctl's own text (e.g. ``"set server"``); every arg is escaped."""
-        if not _VERB_RE.fullmatch(verb):
-            raise ValueError(f"internal error: invalid verb {verb!r}")
+        if verb not in _VERBS_SEEN:
+            if not _VERB_RE.fullmatch(verb):
+                raise ValueError(f"internal error: invalid verb {verb!r}")
+            _VERBS_SEEN.add(verb)
         parts = [verb]
         parts.extend(escape_arg(a) for a in args)
         return cls(" ".join(parts), expect=expect, idempotent=idempotent)
