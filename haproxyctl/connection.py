@@ -20,13 +20,14 @@ Worker sockets get ``set severity-output number`` once per session, so errors ca
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
 from typing import Protocol
 
 from haproxyctl.address import Address, parse_address
-from haproxyctl.errors import CommandError, ConnectionLost, ProtocolError
+from haproxyctl.errors import CommandError, ConnectionLost, ProtocolError, TransportError
 from haproxyctl.protocol.encode import Command
 from haproxyctl.protocol.framing import MasterPromptFramer, OneShotFramer, PromptFramer, body_text
 from haproxyctl.protocol.replies import Reply, check_reply, parse_reply
@@ -44,6 +45,9 @@ DEFAULT_TIMEOUT = 10.0
 _MAX_BATCH_BYTES = 64 * 1024
 _PROMPT = Command.build("prompt")
 _EMPTY = Reply(raw="", text="", severity=None)
+_INFO = Command.build("show info")
+_PID_RE = re.compile(rb"^Pid: ([0-9]+)$", re.MULTILINE)
+_STOPPING_RE = re.compile(rb"^Stopping: 1$", re.MULTILINE)
 
 
 class _Framer(Protocol):
@@ -83,6 +87,12 @@ class Connection:
         self._framer: _Framer | None = None
         #: Connections opened so far (reconnects included); handy for tests and diagnostics.
         self.connects = 0
+        #: PID of the worker answering, from ``show info`` (checked at most every
+        #: ``identity_interval`` seconds), and how many times it changed (reloads).
+        self.worker_pid: int | None = None
+        self.process_changes = 0
+        self.identity_interval = 1.0
+        self._identity_at = float("-inf")
 
     # -- public -----------------------------------------------------------------------------
 
@@ -148,6 +158,15 @@ class Connection:
         framer.close()
         body = framer.next_reply() or b""
         return check_reply(command, parse_reply(body_text(body)), address=str(self.address))
+
+    def current_process(self, *, timeout: float | None = None) -> int | None:
+        """Check now which HAProxy process answers (reconnecting off a stopping one) and return
+        its PID; :attr:`process_changes` tells whether it changed (a reload)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        with self._lock:
+            self._identity_at = float("-inf")
+            self._ensure_open(deadline)
+            return self.worker_pid
 
     def close(self) -> None:
         """Close the persistent session (a later call reconnects)."""
@@ -262,16 +281,65 @@ class Connection:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _ensure_open(self, deadline: float) -> bool:
-        """Make sure a live session exists; True if it was just opened."""
+        """Make sure a live session to the *current* HAProxy process exists; True if it was
+        just opened."""
+        fresh = False
         if self._channel is not None:
             state = self._channel.idle_state()
-            if state == "ok":
-                return False
-            log.debug("%s: session %s; reconnecting", self.address,
-                      "closed by HAProxy" if state == "closed" else "had unexpected bytes")
-            self._drop()
-        self._channel, self._framer = self._open(deadline)
-        return True
+            if state != "ok":
+                log.debug("%s: session %s; reconnecting", self.address,
+                          "closed by HAProxy" if state == "closed" else "had unexpected bytes")
+                self._drop()
+        if self._channel is None:
+            self._channel, self._framer = self._open(deadline)
+            fresh = True
+        if time.monotonic() - self._identity_at >= self.identity_interval:
+            fresh = self._check_identity(deadline) or fresh
+        return fresh
+
+    def _check_identity(self, deadline: float) -> bool:
+        """Ask ``show info`` which process answers (at most every ``identity_interval`` s).
+
+        After a reload the old worker keeps serving CLI sessions it already had, with its
+        proxies disabled ("Proxy is disabled.") and stale statistics, until they close: a session
+        on a process reporting ``Stopping: 1`` is dropped and reopened on the new worker. A
+        change of worker PID is counted in :attr:`process_changes`, so callers that hold state
+        across commands (the rollout runner) can tell HAProxy was reloaded. Returns True if it
+        had to reconnect.
+        """
+        reconnected = False
+        for _ in range(2):
+            channel, framer = self._channel, self._framer
+            if channel is None or framer is None:  # pragma: no cover - set by the caller
+                raise RuntimeError("internal error: no session")
+            try:
+                channel.send(self.address.route_prefix.encode() + _INFO.encode(),
+                             deadline=deadline, command=_INFO.line)
+                body = self._read_reply(channel, framer, deadline, _INFO)
+            except ConnectionLost:
+                self._drop()
+                self._channel, self._framer = self._open(deadline)
+                reconnected = True
+                continue
+            pid_match = _PID_RE.search(body)
+            pid = int(pid_match.group(1)) if pid_match else None
+            if _STOPPING_RE.search(body):
+                log.debug("%s: session is on a stopping process (pid %s); reconnecting",
+                          self.address, pid)
+                self._drop()
+                self._channel, self._framer = self._open(deadline)
+                reconnected = True
+                continue
+            if pid is not None and self.worker_pid is not None and pid != self.worker_pid:
+                self.process_changes += 1
+                log.debug("%s: now talking to worker pid %s (was %s)", self.address, pid,
+                          self.worker_pid)
+            if pid is not None:
+                self.worker_pid = pid
+            self._identity_at = time.monotonic()
+            return reconnected
+        raise TransportError(f"{self.address}: only a stopping HAProxy process answers (a "
+                             "reload in progress?); try again", address=str(self.address))
 
 
 def _groups(commands: Sequence[Command]) -> list[Sequence[Command]]:

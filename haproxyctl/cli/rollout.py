@@ -20,7 +20,7 @@ __all__ = ["rollout"]
 
 EXIT_FAILED = 6
 EXIT_INTERRUPTED = 130
-_CAUSE_EXIT = {"transport": 3, "timeout": 4}
+_CAUSE_EXIT = {"transport": 3, "reload": 3, "timeout": 4}
 
 
 def _options(args: argparse.Namespace) -> RolloutOptions:

@@ -268,8 +268,10 @@ def _take_out(st: _State, batch: Sequence[str]) -> Flow[None]:
         yield from _send_or_fail(st, [cmd.set_state(plan.ref(s), "maint") for s in draining],
                                  draining, "maint")
         yield from st.set_all(draining, Phase.MAINT)
-    # Servers resumed in a failed or half-done update are made sure to be in maint again.
-    again = st.in_phase(batch, Phase.UPDATING, Phase.FAILED, Phase.DRAINED)
+    # Servers resumed past maint are put in maint again: after a crash or a reload, HAProxy's
+    # state may not be what the journal says (setting the state they have changes nothing).
+    again = st.in_phase(batch, Phase.MAINT, Phase.UPDATING, Phase.FAILED, Phase.DRAINED)
+    again = [s for s in again if s not in draining]
     if again:
         yield from _send_or_fail(st, [cmd.set_state(plan.ref(s), "maint") for s in again],
                                  again, "maint")

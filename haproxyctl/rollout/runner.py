@@ -76,6 +76,10 @@ class StopSignal:
         return self._event.wait(seconds) if seconds > 0 else self._event.is_set()
 
 
+class _Reloaded(HAProxyError):
+    exit_code = 3
+
+
 class Runner:
     def __init__(
         self,
@@ -93,6 +97,7 @@ class Runner:
         self.clock = clock
         self.waited = 0.0
         self._start = 0.0
+        self._process_changes = 0
 
     def events(self, plan: Plan, flow: Flow[FlowResult]) -> Generator[Event, None, RolloutReport]:
         """Run ``flow`` to the end (or a stop), yielding its events; return the report."""
@@ -102,6 +107,8 @@ class Runner:
         result: FlowResult | None = None
         status, message, cause = "failed", "", None
         try:
+            self.client.info()  # also records which worker answers
+            self._process_changes = self.client.connection.process_changes
             step: Step = next(flow)
             while True:
                 if self.stop.requested and not isinstance(step, Emit | Now):
@@ -118,10 +125,18 @@ class Runner:
                     yield event
                     step = flow.send(None)
                     continue
+                if isinstance(step, _ACTIONS):
+                    # Never act on a reloaded HAProxy with this rollout's assumptions.
+                    self.client.connection.current_process()
+                self._check_same_process()
                 value = self._perform(step)
+                self._check_same_process()
                 step = flow.send(value)
         except StopIteration as done:
             result = done.value
+        except _Reloaded as exc:
+            cause = "reload"
+            message = str(exc)
         except (TransportError, HAProxyTimeout) as exc:
             cause = "transport" if isinstance(exc, TransportError) else "timeout"
             message = (f"lost contact with HAProxy: {exc}; the rollout stopped, finish it with "
@@ -144,6 +159,21 @@ class Runner:
                 self.journal.sync()
         yield RolloutFinished(report, at=self.clock() - self._start)
         return report
+
+    def _check_same_process(self) -> None:
+        """Stop if HAProxy was reloaded: a new worker starts from its configuration (and the
+        server-state-file, if any), so servers this rollout put in drain or maint may be back
+        in service, and going on could update a live server. The connection notices reloads
+        (it checks which process answers, see Connection._check_identity)."""
+        changes = self.client.connection.process_changes
+        if changes == self._process_changes:
+            return
+        self._process_changes = changes
+        raise _Reloaded(
+            f"HAProxy was reloaded during the rollout (now worker pid "
+            f"{self.client.connection.worker_pid}); runtime server states may have been reset. "
+            "The rollout stopped: check the servers, then --resume (it sets every server's "
+            "expected state again) or --abort")
 
     def _perform(self, step: Step) -> Any:
         if isinstance(step, _ACTIONS) and self.journal is not None:
