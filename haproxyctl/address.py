@@ -54,10 +54,14 @@ class Address:
     worker: str = "1"
 
     def __str__(self) -> str:
-        endpoint = str(self.path) if self.kind == "unix" else self._tcp_text()
-        if self.master:
-            return f"master:{endpoint}@{self.worker}"
-        return f"unix:{endpoint}" if self.kind == "unix" else endpoint
+        """The canonical form, which :func:`parse_address` reads back to an equal Address."""
+        if self.kind == "tcp":
+            endpoint = self._tcp_text()
+        elif self.master and self.path and self.path.startswith("/") and "://" not in self.path:
+            endpoint = self.path  # the short form users type: master:/path@1
+        else:
+            endpoint = f"unix:{self.path}"
+        return f"master:{endpoint}@{self.worker}" if self.master else endpoint
 
     def _tcp_text(self) -> str:
         host = f"[{self.host}]" if self.host and ":" in self.host else self.host

@@ -17,7 +17,7 @@ import attrs
 from haproxyctl.errors import UsageError
 from haproxyctl.models.state import AdminState
 from haproxyctl.models.weight import WeightSpec
-from haproxyctl.protocol.encode import Command, Expect, ServerRef, check_name
+from haproxyctl.protocol.encode import Command, Expect, ServerRef, check_name, escape_arg
 
 __all__ = [
     "TableFilter",
@@ -253,6 +253,7 @@ def set_table(table: str, key: str, data: Mapping[str, int]) -> Command:
     if "server_key" in data:
         raise UsageError("server_key cannot be set through the runtime API (HAProxy only takes "
                          "integers); set server_id instead", field="data.server_key")
+    escape_arg(key, field="key")  # validate here so an error names the key (build escapes it)
     args = [check_table(table), "key", key]
     for name, value in data.items():
         args += [f"data.{_data_type(name)}", _data_value(name, value)]

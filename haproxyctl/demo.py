@@ -156,6 +156,16 @@ def format_result(result: DemoResult) -> str:
         rows.append([backend, f"{case.strategy} ({report.status})", str(load.total),
                      str(load.failed), str(len(load.flips)), versions, per_server or "-"])
     lines = ["", "What the users saw:", *("  " + line for line in _table(rows))]
+    servers_of = {r.backend: [o.server for o in r.servers] for r in result.rollouts}
+    for case in CASES:
+        idle = [s for s in servers_of.get(case.backend, []) if not after.get(case.backend, {})
+                .get(s)]
+        if case.persistence == "cookie" and idle:
+            lines.append(
+                f"  note: {case.backend}: the same users keep the cookies maint gave them, so "
+                f"{', '.join(idle)} got none of them "
+                "after the update; new users are spread evenly (cookies cannot be re-pinned "
+                "from HAProxy's CLI; stick tables are, see api)")
     for backend, load in result.loads:
         for example in load.failure_examples:
             lines.append(f"  {backend}: failed request: {example}")

@@ -172,7 +172,7 @@ def _data(pairs: list[str]) -> dict[str, int]:
     data: dict[str, int] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not value.isdigit():
+        if not sep or not value.isascii() or not value.isdigit():
             raise UsageError(f"invalid data {pair!r}: expected TYPE=INTEGER like server_id=2",
                              field="data", value=pair)
         data[name.removeprefix("data.")] = int(value)

@@ -56,7 +56,11 @@ def parse_servers_conn(reply: str) -> list[ServerConn]:
     for line in lines[1:]:
         if line:
             row = line.split(" ")
-            # Dynamic servers print fewer trailing columns on 2.6: pad them as "absent".
-            row.extend([""] * (len(columns.names) - len(row) + 1))
+            # Dynamic servers print fewer trailing columns on 2.6: pad them as "absent". Rows
+            # can also be longer than the header (``idle_per_thr[N]`` is one name for N
+            # values); either way the last position must be "" for columns absent from the
+            # header (position -1, see Columns).
+            row.extend([""] * max(0, len(columns.names) - len(row)))
+            row.append("")
             out.append(ServerConn.from_row(row, columns).validate())
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import attrs
@@ -10,6 +11,8 @@ from haproxyctl.errors import ProtocolError
 from haproxyctl.models._fields import snippet
 
 __all__ = ["Info", "parse_info"]
+
+_LEADING_DIGITS = re.compile(r"[0-9]+")
 
 
 def _int(fields: Mapping[str, str], name: str) -> int | None:
@@ -68,10 +71,10 @@ class Info:
         """``(2, 6, 12)`` from ``2.6.12-1+deb12u4``; what feature checks compare against."""
         numbers: list[int] = []
         for part in self.version.split("-", 1)[0].split("."):
-            digits = "".join(c for c in part if c.isdigit())
-            if not digits:
+            m = _LEADING_DIGITS.match(part)
+            if m is None:
                 break
-            numbers.append(int(digits))
+            numbers.append(int(m.group(0)))
         return tuple(numbers)
 
     def to_dict(self) -> dict[str, object]:

@@ -61,7 +61,14 @@ def parse_header(reply: str) -> tuple[Columns, str]:
 
 
 def _split(line: str, maxsplit: int) -> list[str]:
-    row = next(csv.reader([line])) if '"' in line else line.split(",", maxsplit)
+    if '"' in line:
+        try:
+            row = next(csv.reader([line]))
+        except csv.Error as exc:
+            raise ProtocolError(f"'show stat' line is not valid CSV: {exc}",
+                                raw=snippet(line)) from None
+    else:
+        row = line.split(",", maxsplit)
     # Position -1 means "column absent in this version": make it read as "".
     row.append("")
     return row
@@ -266,7 +273,12 @@ def _parse_server_stats_slow(columns: Columns, body: str, type_pos: int) -> list
     for line in body.split("\n"):
         if line:
             row = _split(line, maxsplit)
-            if type_pos < len(row) and row[type_pos] == TYPE_SERVER:
+            if len(row) <= type_pos + 1:
+                # (+1: _split appended the "absent column" cell) A row cut before its type:
+                # never drop a server silently.
+                raise ProtocolError("'show stat' row is shorter than its header",
+                                    raw=snippet(line))
+            if row[type_pos] == TYPE_SERVER:
                 out.append(ServerStat.from_row(row, columns))
     return out
 

@@ -27,6 +27,7 @@ _HEADER_RE = re.compile(
     r"# table: (?P<name>[^,]+), type: (?P<type>[^,]+), size:(?P<size>\d+), used:(?P<used>\d+)"
 )
 _PRIVILEGE_NOTE = "# contents not dumped due to insufficient privileges"
+_INT_RE = re.compile(r"-?[0-9]+")
 _ENTRY_RE = re.compile(r"(?P<ptr>0x[0-9a-fA-F]+): (?P<rest>.*)")
 
 
@@ -101,7 +102,7 @@ def _tokens(text: str) -> list[str]:
 def _value(raw: str) -> int | str | None:
     if raw == "-":
         return None
-    if raw.lstrip("-").isdigit():
+    if _INT_RE.fullmatch(raw):
         return int(raw)
     return raw
 

@@ -70,7 +70,7 @@ def escape_arg(value: str, *, field: str = "argument") -> str:
 
     Raises UsageError for values that cannot be sent (empty, or containing CR, LF or NUL).
     """
-    if type(value) is str and value and _SPECIAL_RE.search(value) is None:
+    if type(value) is str and value and value.isascii() and _SPECIAL_RE.search(value) is None:
         return value  # the common case: nothing to escape or refuse (bulk changes build many)
     if not isinstance(value, str):
         raise UsageError(f"{field} must be a string, not {type(value).__name__}", field=field)
@@ -85,7 +85,17 @@ def escape_arg(value: str, *, field: str = "argument") -> str:
                 field=field,
                 value=value,
             )
+    _check_encodable(value, field)
     return _ESCAPE_RE.sub(lambda m: "\\" + m.group(0), value)
+
+
+def _check_encodable(value: str, field: str) -> None:
+    """Invalid UTF-8 in argv reaches Python as lone surrogates, which cannot be sent."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{field} {value!r} is not valid UTF-8 text", field=field,
+                         value=value) from None
 
 
 def unescape_words(line: str) -> list[str]:
@@ -213,6 +223,7 @@ class Command:
                     field="command",
                     value=line,
                 )
+        _check_encodable(line, "command")
         if line.rstrip().endswith("<<"):
             raise UsageError(
                 "payload commands ('<<') are not supported by 'raw'; use the map/table APIs",

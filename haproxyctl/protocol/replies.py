@@ -75,9 +75,13 @@ _KNOWN: tuple[tuple[str, type[errors.CommandError]], ...] = (
     ("'cookie' option is not accepted", errors.InvalidArgument),
     ("Too many arguments.", errors.InvalidArgument),
 )
-# Messages that contain their distinctive part later in the text.
+# Messages that start with the offending value: matched as a pattern anchored at the start, so
+# data lines ("0x... key value") can never match them.
+_KNOWN_PATTERNS: tuple[tuple[re.Pattern[str], type[errors.CommandError]], ...] = (
+    (re.compile(r"'[^'\n]*' is not a valid IPv4 or IPv6 address"), errors.InvalidArgument),
+)
+# Messages with their distinctive part later in the first line; not applied to data replies.
 _KNOWN_CONTAINS: tuple[tuple[str, type[errors.CommandError]], ...] = (
-    (" is not a valid IPv4 or IPv6 address", errors.InvalidArgument),
     ("expects 'up', 'stopping', or 'down'", errors.InvalidArgument),
     ("Invalid addr", errors.InvalidArgument),
     ("Invalid port", errors.InvalidArgument),
@@ -112,12 +116,18 @@ _KNOWN_RE = re.compile("|".join(re.escape(prefix) for prefix, _ in _KNOWN))
 _KNOWN_BY_PREFIX = dict(_KNOWN)
 
 
-def _known_class(text: str) -> type[errors.CommandError] | None:
+def _known_class(text: str, *, data: bool) -> type[errors.CommandError] | None:
     if not text:
         return None
     m = _KNOWN_RE.match(text)
     if m is not None:
         return _KNOWN_BY_PREFIX[m.group(0)]
+    for pattern, cls in _KNOWN_PATTERNS:
+        if pattern.match(text):
+            return cls
+    if data:
+        # Data (a map value, a server description) may contain these phrases anywhere.
+        return None
     first_line = text.split("\n", 1)[0]
     for needle, cls in _KNOWN_CONTAINS:
         if needle in first_line:
@@ -134,7 +144,7 @@ def check_reply(
     is not applied): used on a reply cut short by a close, to report a known error instead.
     """
     text = reply.text
-    cls = _known_class(text)
+    cls = _known_class(text, data=command.expect is Expect.DATA)
     is_error = (
         cls is not None
         or (reply.severity is not None and reply.severity <= _LOG_ERR)
