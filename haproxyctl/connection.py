@@ -19,7 +19,9 @@ Worker sockets get ``set severity-output number`` once per session, so errors ca
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import threading
 import time
@@ -27,7 +29,14 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from haproxyctl.address import Address, parse_address
-from haproxyctl.errors import CommandError, ConnectionLost, ProtocolError, TransportError
+from haproxyctl.errors import (
+    CommandError,
+    ConnectionLost,
+    HAProxyTimeout,
+    IOTimeout,
+    ProtocolError,
+    TransportError,
+)
 from haproxyctl.protocol.encode import Command
 from haproxyctl.protocol.framing import MasterPromptFramer, OneShotFramer, PromptFramer, body_text
 from haproxyctl.protocol.replies import Reply, check_reply, parse_reply
@@ -46,6 +55,7 @@ _MAX_BATCH_BYTES = 64 * 1024
 _PROMPT = Command.build("prompt")
 _EMPTY = Reply(raw="", text="", severity=None)
 _INFO = Command.build("show info")
+_DISABLED = b"Proxy is disabled."
 _PID_RE = re.compile(rb"^Pid: ([0-9]+)$", re.MULTILINE)
 _STOPPING_RE = re.compile(rb"^Stopping: 1$", re.MULTILINE)
 
@@ -91,8 +101,11 @@ class Connection:
         #: ``identity_interval`` seconds), and how many times it changed (reloads).
         self.worker_pid: int | None = None
         self.process_changes = 0
-        self.identity_interval = 1.0
+        # Short enough that a command after a pause never reaches a worker that a reload
+        # stopped more than this long ago; back-to-back commands are checked at most this often.
+        self.identity_interval = 0.1
         self._identity_at = float("-inf")
+        self._inode: int | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -114,11 +127,17 @@ class Connection:
         """
         if not commands:
             return []
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
         results: list[Reply | CommandError] = []
         address = self._label
         for group in _groups(commands):
-            bodies = self._roundtrip(group, deadline)
+            bodies = self._roundtrip(group, deadline, budget)
+            if any(_DISABLED in body for body in bodies) and self._left_stopping_process(deadline):
+                # A worker stopped by a reload refuses changes with "Proxy is disabled.": the
+                # session was on it (within identity_interval of the reload). Now on the
+                # current worker, send the group again.
+                bodies = self._roundtrip(group, deadline, budget)
             for command, body in zip(group, bodies, strict=True):
                 if not body:
                     # The common success of a write (empty output): nothing to parse or check.
@@ -137,10 +156,20 @@ class Connection:
         Used for raw commands: the output can be anything (``show env``, ``show errors``...), and
         reading to EOF frames it exactly whatever it contains.
         """
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
         # No severity tags here: raw output is shown to the user exactly as HAProxy wrote it, so
         # errors are recognised by their known messages only.
         line = f"{self.address.route_prefix}{command.line}"
+        log.debug("%s <- %s (one-shot)", self._label, line)
+        try:
+            return self._once(command, line, deadline)
+        except HAProxyTimeout as exc:
+            raise IOTimeout(f"{self._label}: no complete reply to {command.line!r} within "
+                            f"{budget:g}s", timeout=budget, address=self._label,
+                            command=command.line) from exc
+
+    def _once(self, command: Command, line: str, deadline: float) -> Reply:
         channel = self._transport.open()
         self.connects += 1
         framer = OneShotFramer()
@@ -158,6 +187,15 @@ class Connection:
         framer.close()
         body = framer.next_reply() or b""
         return check_reply(command, parse_reply(body_text(body)), address=str(self.address))
+
+    def _left_stopping_process(self, deadline: float) -> bool:
+        """Check which process answers now; True if the session had to move off a stopping
+        one."""
+        with self._lock:
+            changes, connects = self.process_changes, self.connects
+            self._identity_at = float("-inf")
+            self._ensure_open(deadline)
+            return self.process_changes != changes or self.connects != connects
 
     def current_process(self, *, timeout: float | None = None) -> int | None:
         """Check now which HAProxy process answers (reconnecting off a stopping one) and return
@@ -188,6 +226,10 @@ class Connection:
         self._framer = None
 
     def _open(self, deadline: float) -> tuple[Channel, _Framer]:
+        self._inode = None
+        if self.address.kind == "unix" and not self.address.master:
+            with contextlib.suppress(OSError):
+                self._inode = os.stat(str(self.address.path)).st_ino
         channel = self._transport.open()
         self.connects += 1
         framer: _Framer
@@ -241,13 +283,32 @@ class Connection:
                 )
             framer.feed(chunk)
 
-    def _roundtrip(self, group: Sequence[Command], deadline: float) -> list[bytes]:
+    def _roundtrip(self, group: Sequence[Command], deadline: float, budget: float
+                   ) -> list[bytes]:
+        label = group[0].line if len(group) == 1 else f"{group[0].line} (+{len(group) - 1} more)"
+        try:
+            return self._roundtrip_once(group, deadline, label)
+        except HAProxyTimeout as exc:
+            # Whatever step ran out of time (connecting, the prompt handshake, the identity
+            # check, the reply), the caller asked for `label` within `budget` seconds.
+            raise IOTimeout(f"{self._label}: no complete reply to {label!r} within {budget:g}s",
+                            timeout=budget, address=self._label, command=label) from exc
+
+    def _roundtrip_once(self, group: Sequence[Command], deadline: float, label: str
+                        ) -> list[bytes]:
         prefix = self.address.route_prefix
         payload = b"".join(prefix.encode() + c.encode() for c in group)
-        label = group[0].line if len(group) == 1 else f"{group[0].line} (+{len(group) - 1} more)"
+        if log.isEnabledFor(logging.DEBUG):
+            for c in group:
+                log.debug("%s <- %s%s", self._label, prefix, c.line)
         with self._lock:
             for attempt in (1, 2):
-                fresh = self._ensure_open(deadline)
+                try:
+                    fresh = self._ensure_open(deadline)
+                except BaseException:
+                    # A half-opened or half-checked session must not be reused.
+                    self._drop()
+                    raise
                 channel, framer = self._channel, self._framer
                 if channel is None or framer is None:  # pragma: no cover - _ensure_open sets both
                     raise RuntimeError("internal error: no session after connecting")
@@ -286,9 +347,11 @@ class Connection:
         fresh = False
         if self._channel is not None:
             state = self._channel.idle_state()
+            if state == "ok" and self._socket_replaced():
+                state = "on a replaced socket (HAProxy reloaded)"
+                self._identity_at = float("-inf")
             if state != "ok":
-                log.debug("%s: session %s; reconnecting", self.address,
-                          "closed by HAProxy" if state == "closed" else "had unexpected bytes")
+                log.debug("%s: session %s; reconnecting", self.address, state)
                 self._drop()
         if self._channel is None:
             self._channel, self._framer = self._open(deadline)
@@ -297,8 +360,23 @@ class Connection:
             fresh = self._check_identity(deadline) or fresh
         return fresh
 
+    def _socket_replaced(self) -> bool:
+        """A reload re-binds a unix stats socket under a new inode (unless its descriptor is
+        passed to the new worker with ``expose-fd listeners``): one stat() tells that this
+        session is on the old, stopping process, with no round trip. The periodic identity
+        check covers the other cases."""
+        if self._inode is None or self.address.kind != "unix" or self.address.master:
+            return False
+        try:
+            return os.stat(str(self.address.path)).st_ino != self._inode
+        except OSError:
+            return False  # gone or unreadable: the next connect says why
+
     def _check_identity(self, deadline: float) -> bool:
         """Ask ``show info`` which process answers (at most every ``identity_interval`` s).
+
+        In master-worker mode the listening socket is passed to the new worker on reload (its
+        inode does not change), so only asking the process tells.
 
         After a reload the old worker keeps serving CLI sessions it already had, with its
         proxies disabled ("Proxy is disabled.") and stale statistics, until they close: a session

@@ -188,6 +188,8 @@ class Channel:
         """``"ok"``, ``"closed"`` (HAProxy closed it: ``stats timeout``, reload) or ``"unexpected"``
         (bytes nobody asked for). Checked before reusing a persistent connection, so a command is
         not written into a socket that is already dead."""
+        if self.closed:
+            return "closed"
         try:
             # poll(), not select(): select() fails for descriptors above 1023.
             poller = select.poll()

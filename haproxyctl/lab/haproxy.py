@@ -504,6 +504,19 @@ class Lab:
             details=process.log_tail,
         )
 
+        def master_ready() -> bool | None:
+            # The 2.6 master re-executes itself once the worker is up and refuses connections
+            # meanwhile; tests that use the master CLI right after start() need it answering.
+            try:
+                return True if "worker" in raw_command(self.master_socket, "show proc",
+                                                       timeout=1.0) else None
+            except OSError:
+                return None
+
+        poll_until(master_ready, timeout=self.timeout,
+                   what=f"the master CLI {self.master_socket} to answer",
+                   details=process.log_tail)
+
     def _wait_checked_servers_up(self) -> None:
         """Wait until every health-checked server is fully ``UP`` (a check has passed)."""
         expected = [

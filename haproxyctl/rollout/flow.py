@@ -49,6 +49,7 @@ from haproxyctl.rollout.events import (
 )
 from haproxyctl.rollout.plan import (
     Plan,
+    ramp_commands,
     ramp_weights,
     ready_commands,
     restore_commands,
@@ -169,14 +170,16 @@ def _rolling(st: _State) -> Flow[None]:
 def _halves(st: _State) -> Flow[None]:
     half_a, half_b = st.plan.batches
     if not all(st.phase(s) is Phase.DONE for s in half_a):
-        if st.in_phase(half_a, Phase.PENDING) and not st.in_phase(half_b, *_TAKEN_OUT):
+        if (st.in_phase(half_a, Phase.PENDING, Phase.RESTORED)
+                and not st.in_phase(half_b, *_TAKEN_OUT)):
             yield from _capacity_guard(st, half_a, 0)
         yield from emit(BatchStarted(0, 2, half_a))
         yield from _take_out(st, half_a)
         yield from _update(st, half_a)
         # Half A comes back to drain only: without persistence it gets no user until the switch.
         yield from _bring_back(st, half_a, ready_each=False)
-        not_ready = [s for s in half_a if st.phase(s) is not Phase.HEALTHY]
+        # DONE too: a crash after the switch but before every DONE was journaled.
+        not_ready = [s for s in half_a if st.phase(s) not in (Phase.HEALTHY, Phase.DONE)]
         if not_ready:
             yield from emit(BatchDone(0, 2, False))
             yield from _park(st, half_a)
@@ -191,7 +194,7 @@ def _halves(st: _State) -> Flow[None]:
         st.batches_done = 2
         return
     yield from emit(BatchStarted(1, 2, half_b))
-    ok = yield from _batch(st, half_b, 1, 2)
+    ok = yield from _batch(st, half_b, 1, 2, keep_out=True)
     if not ok:
         raise _BatchFailed("half B failed (" + "; ".join(
             f"{s}: {st.errors.get(s, st.phase(s).value)}" for s in half_b
@@ -199,11 +202,12 @@ def _halves(st: _State) -> Flow[None]:
     st.batches_done = 2
 
 
-def _batch(st: _State, batch: Sequence[str], index: int, total: int) -> Flow[bool]:
+def _batch(st: _State, batch: Sequence[str], index: int, total: int, *,
+           keep_out: bool = False) -> Flow[bool]:
     """One batch through every phase; True if every server ended DONE. (No ``yield`` in a
     ``finally``: a runner that stops closes the generator, and GeneratorExit forbids yielding.)"""
     try:
-        yield from _take_out(st, batch)
+        yield from _take_out(st, batch, keep_out=keep_out)
         yield from _update(st, batch)
         yield from _bring_back(st, batch)
         yield from _ready(st, st.in_phase(batch, Phase.HEALTHY))
@@ -254,19 +258,27 @@ def _available(server: Server) -> bool:
             and server.stat.status_word != "DOWN")
 
 
-def _take_out(st: _State, batch: Sequence[str]) -> Flow[None]:
+def _take_out(st: _State, batch: Sequence[str], *, keep_out: bool = False) -> Flow[None]:
     plan, opts = st.plan, st.plan.options
-    pending = st.in_phase(batch, Phase.PENDING)
+    # RESTORED: a batch given back after a failure is taken out again on --resume.
+    pending = st.in_phase(batch, Phase.PENDING, Phase.RESTORED)
+    # A server in maint before the rollout (--include-disabled) goes straight to maint: a
+    # drain would take it out of maint and let pinned users reach it during the grace.
+    in_maint_before = [s for s in pending
+                       if plan.servers[s].admin_state is AdminState.MAINT]
+    pending = [s for s in pending if s not in in_maint_before]
+    if in_maint_before:
+        yield from st.set_all(in_maint_before, Phase.MAINT, "in maint before the rollout")
     if pending:
         yield from _send_or_fail(st, [cmd.set_state(plan.ref(s), "drain") for s in pending],
-                                 pending, "drain")
+                                 pending, "drain", restore=() if keep_out else batch)
         yield from st.set_all(pending, Phase.DRAINING)
     draining = st.in_phase(batch, Phase.DRAINING)
     if draining:
         # Grace for pinned users: over as soon as nobody is left, at the latest drain_timeout.
         yield from _wait_sessions(st, draining, "drain", opts.drain_timeout)
         yield from _send_or_fail(st, [cmd.set_state(plan.ref(s), "maint") for s in draining],
-                                 draining, "maint")
+                                 draining, "maint", restore=() if keep_out else batch)
         yield from st.set_all(draining, Phase.MAINT)
     # Servers resumed past maint are put in maint again: after a crash or a reload, HAProxy's
     # state may not be what the journal says (setting the state they have changes nothing).
@@ -282,11 +294,17 @@ def _take_out(st: _State, batch: Sequence[str]) -> Flow[None]:
                                      kill_after=opts.kill_after)
     if left:
         detail = ", ".join(f"{s} ({n})" for s, n in left.items())
+        advice = "Raise --sessions-timeout, or pass --kill-after to shut them down"
+        if keep_out:
+            # Half B after the switch: back in service it would serve the old version next to
+            # half A's new one, and users would flip back. It stays out; half A serves.
+            raise _BatchFailed(
+                f"sessions still open after {opts.sessions_timeout:g}s in maint: {detail}; "
+                f"half B stays out of service while half A serves the new version. {advice}")
         yield from _restore(st, batch)
         raise _BatchFailed(
             f"sessions still open after {opts.sessions_timeout:g}s in maint: {detail}; the "
-            "batch was restored. Raise --sessions-timeout, or pass --kill-after to shut "
-            "them down")
+            f"batch was restored. {advice}")
     for s in st.in_phase(in_maint, Phase.MAINT):
         yield from st.set(s, Phase.DRAINED)
 
@@ -342,15 +360,22 @@ def _bring_back(st: _State, batch: Sequence[str], *, ready_each: bool = True) ->
         waiting = [s for s in waiting if s not in healthy]
         if not waiting:
             break
-        if elapsed >= opts.health_timeout:
+        # Only servers with checks can fail here; the others finish once --settle elapsed.
+        expired = [s for s in waiting
+                   if plan.servers[s].has_checks and elapsed >= opts.health_timeout]
+        if expired:
             # Never send traffic to a server that did not prove healthy: back to maint.
-            yield from _park(st, waiting)
-            for s in waiting:
+            yield from _park(st, expired)
+            for s in expired:
                 yield from st.set(s, Phase.FAILED,
                                   f"not healthy after {opts.health_timeout:g}s "
                                   "(left in maint)")
-            return
-        yield from sleep(min(opts.poll_interval, max(opts.health_timeout - elapsed, 0.0)),
+            waiting = [s for s in waiting if s not in expired]
+            if not waiting:
+                return
+        deadlines = [opts.health_timeout if plan.servers[s].has_checks else opts.settle
+                     for s in waiting]
+        yield from sleep(min(opts.poll_interval, max(min(deadlines) - elapsed, 0.0)),
                          "health")
 
 
@@ -365,9 +390,8 @@ def _ready(st: _State, servers: Sequence[str]) -> Flow[None]:
         steps = len(ramp_weights(1)) - 1
         for k in range(1, steps + 1):
             yield from sleep(opts.ramp / steps, "ramp")
-            yield from _send_or_fail(
-                st, [cmd.set_weight(plan.ref(s), ramp_weights(plan.weight(s))[k])
-                     for s in servers], servers, "ramp weight")
+            yield from _send_or_fail(st, ramp_commands(plan, servers, k), servers,
+                                     "ramp weight")
     yield from _verify(st, servers)
 
 
@@ -377,8 +401,10 @@ def _rebalance(st: _State, returned: Sequence[str]) -> Flow[None]:
     table = plan.rebalance_table
     if table is None or not returned:
         return
+    # Servers outside the rollout (left out of --groups) are in service too: count them.
     in_service = [s for s in plan.servers
-                  if s not in plan.skipped and st.phases.get(s) in (Phase.DONE, Phase.PENDING)
+                  if s not in plan.skipped
+                  and st.phases.get(s, Phase.PENDING) in (Phase.DONE, Phase.PENDING)
                   and plan.servers[s].admin_state is AdminState.READY]
     names = {snap.id: name for name, snap in plan.servers.items() if snap.id is not None}
     counts = dict.fromkeys(returned, 0)
@@ -435,10 +461,13 @@ def _restore(st: _State, batch: Sequence[str]) -> Flow[None]:
 
 
 def _send_or_fail(st: _State, commands: Sequence[Command], servers: Sequence[str],
-                  what: str) -> Flow[None]:
+                  what: str, *, restore: Sequence[str] = ()) -> Flow[None]:
+    """Send; if HAProxy refuses any line, give back the untouched servers of ``restore`` (the
+    batch being taken out) and stop."""
     replies = yield from send(commands, what)
     errors = [r for r in replies if isinstance(r, CommandError)]
     if errors:
+        yield from _restore(st, restore)
         raise _BatchFailed(f"HAProxy refused '{what}' for {', '.join(servers)}: "
                            f"{errors[0].reason}")
 

@@ -174,14 +174,26 @@ class Journal:
         if self.path.exists():
             self.check_can_start()
             stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
-            self.path.rename(self.path.with_name(f"{self.path.name}.{stamp}"))
+            archive = self.path.with_name(f"{self.path.name}.{stamp}")
+            n = 1
+            while archive.exists():  # two rollouts ended within one second
+                n += 1
+                archive = self.path.with_name(f"{self.path.name}.{stamp}-{n}")
+            self.path.rename(archive)
         self._open()
         self.write({"type": "plan", "format": FORMAT, "address": address, "update": update,
                     "started": _now(), "pid": os.getpid(), "plan": plan.to_dict()})
         self.sync()
 
     def reopen(self) -> None:
-        """Continue an existing journal (resume/abort)."""
+        """Continue an existing journal (resume/abort).
+
+        A crash in the middle of a write leaves a torn last line, which :func:`read_journal`
+        ignores; it is cut off here, or the next record would be glued onto it."""
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
         self._open()
 
     def _open(self) -> None:

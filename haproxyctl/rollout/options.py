@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import attrs
@@ -55,39 +56,40 @@ class RolloutOptions:
                      "settle", "ramp", "exec_timeout", "poll_interval"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, int | float) or value < 0):
+                                      or not isinstance(value, int | float)
+                                      or not math.isfinite(value) or value < 0):
                 flag = "--" + name.replace("_", "-")
-                raise UsageError(f"{flag} must be a number >= 0, not {value!r}", field=flag,
-                                 value=value)
+                raise UsageError(f"{flag} must be a finite number >= 0, not {value!r}",
+                                 field=flag, value=value)
         given = [n for n, v in (("--batch-size", self.batch_size), ("--percent", self.percent),
                                 ("--groups", self.groups)) if v is not None]
         if len(given) > 1:
             raise UsageError(f"{' and '.join(given)} cannot be combined; choose one",
-                             field="grouping")
+                             field="--batch-size/--percent/--groups")
         if self.strategy not in ("rolling", "halves"):
             raise UsageError(f"unknown strategy {self.strategy!r}: expected rolling or halves",
-                             field="strategy", value=self.strategy)
+                             field="--strategy", value=self.strategy)
         if self.strategy == "halves" and given:
             raise UsageError("--strategy halves splits the servers in two itself; "
-                             f"{given[0]} does not apply", field="grouping")
+                             f"{given[0]} does not apply", field="--batch-size/--percent/--groups")
         if self.batch_size is not None and (isinstance(self.batch_size, bool)
                                             or self.batch_size < 1):
             raise UsageError(f"--batch-size must be >= 1, not {self.batch_size!r}",
-                             field="batch-size", value=self.batch_size)
+                             field="--batch-size", value=self.batch_size)
         if self.percent is not None and not 0 < self.percent <= 100:
             raise UsageError(f"--percent must be in (0, 100], not {self.percent!r}",
-                             field="percent", value=self.percent)
+                             field="--percent", value=self.percent)
         if self.max_unavailable is not None and self.max_unavailable < 1:
             raise UsageError(f"--max-unavailable must be >= 1, not {self.max_unavailable!r}",
-                             field="max-unavailable", value=self.max_unavailable)
+                             field="--max-unavailable", value=self.max_unavailable)
         if self.groups is not None and (not self.groups or any(not g for g in self.groups)):
-            raise UsageError("--groups needs at least one non-empty group", field="groups")
+            raise UsageError("--groups needs at least one non-empty group", field="--groups")
         if self.kill_after is not None and self.kill_after > self.sessions_timeout:
             raise UsageError(
                 f"--kill-after ({self.kill_after:g}s) is longer than --sessions-timeout "
-                f"({self.sessions_timeout:g}s): it would never fire", field="kill-after")
+                f"({self.sessions_timeout:g}s): it would never fire", field="--kill-after")
         if self.poll_interval < 0.01:
-            raise UsageError("--poll-interval must be >= 0.01", field="poll-interval")
+            raise UsageError("--poll-interval must be >= 0.01", field="--poll-interval")
 
     @staticmethod
     def parse_groups(text: str) -> tuple[tuple[str, ...], ...]:
@@ -95,5 +97,5 @@ class RolloutOptions:
         groups = tuple(tuple(n for n in g.split(",") if n) for g in text.replace(";", " ").split())
         if not groups:
             raise UsageError(f"--groups {text!r} names no server; expected e.g. 's1,s2 s3,s4'",
-                             field="groups", value=text)
+                             field="--groups", value=text)
         return groups

@@ -38,6 +38,7 @@ __all__ = [
     "ServerSnapshot",
     "detect_persistence",
     "make_plan",
+    "ramp_commands",
     "ramp_weights",
     "ready_commands",
     "restore_commands",
@@ -158,6 +159,7 @@ class Plan:
             steps += _bring_back(self, b, "half B")
             steps.append((f"half B: ready with the original weight{ramp_note}",
                           ready_commands(self, b, ramped=ramped)))
+            steps += _ramp_steps(self, b, "half B")
             return steps
         for k, batch in enumerate(self.batches, 1):
             label = f"batch {k}/{len(self.batches)}"
@@ -165,6 +167,7 @@ class Plan:
             steps += _bring_back(self, batch, label)
             steps.append((f"{label}: ready with the original weight{ramp_note}",
                           ready_commands(self, batch, ramped=ramped)))
+            steps += _ramp_steps(self, batch, label)
             if self.rebalance_table:
                 steps.append((f"{label}: re-pin users from the busiest servers to "
                               f"{', '.join(batch)} in stick table {self.rebalance_table} "
@@ -232,6 +235,20 @@ def _bring_back(plan: Plan, batch: Sequence[str], label: str
              "settle for servers without checks)", return_commands(plan, batch))]
 
 
+def ramp_commands(plan: Plan, servers: Sequence[str], step: int) -> list[Command]:
+    """The weights of ramp step ``step`` (1..3; step 0 is sent with ``ready``)."""
+    return [cmd.set_weight(plan.ref(s), ramp_weights(plan.weight(s))[step]) for s in servers]
+
+
+def _ramp_steps(plan: Plan, batch: Sequence[str], label: str
+                ) -> list[tuple[str, list[Command]]]:
+    if plan.options.ramp <= 0:
+        return []
+    n = len(ramp_weights(1)) - 1
+    return [(f"{label}: ramp step {k}/{n} after {plan.options.ramp / n:g}s",
+             ramp_commands(plan, batch, k)) for k in range(1, n + 1)]
+
+
 def return_commands(plan: Plan, servers: Sequence[str]) -> list[Command]:
     """Out of maint into drain, so health checks run again while no new user is sent there.
 
@@ -274,7 +291,10 @@ def switch_commands(plan: Plan, half_a: Sequence[str], half_b: Sequence[str]) ->
 
 
 def ramp_weights(weight: int, steps: int = 4) -> list[int]:
-    """Weights for a ramp back to ``weight``: e.g. 100 -> [25, 50, 75, 100]; never 0."""
+    """Weights for a ramp back to ``weight``: e.g. 100 -> [25, 50, 75, 100]; a positive
+    weight never ramps through 0 (which would mean "no traffic"), and 0 stays 0."""
+    if weight <= 0:
+        return [0] * steps
     return [max(1, math.ceil(weight * k / steps)) for k in range(1, steps + 1)]
 
 
@@ -336,6 +356,14 @@ def make_plan(
         dupes = sorted({n for n in listed if listed.count(n) > 1})
         if dupes:
             raise PlanError(f"--groups lists {', '.join(dupes)} more than once")
+        named_disabled = [n for n in listed if n in skipped]
+        if named_disabled:
+            raise PlanError(
+                f"--groups names {', '.join(named_disabled)}, which "
+                f"{'is' if len(named_disabled) == 1 else 'are'} in maint or drain; pass "
+                "--include-disabled to update "
+                f"{'it' if len(named_disabled) == 1 else 'them'}, or leave "
+                f"{'it' if len(named_disabled) == 1 else 'them'} out")
         missing = [n for n in candidates if n not in listed]
         if missing:
             notes.append(f"not in --groups, not updated: {', '.join(missing)}")

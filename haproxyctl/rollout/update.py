@@ -42,10 +42,16 @@ def check_template(template: str) -> str:
     if not template.strip():
         raise UsageError("--exec command is empty", field="exec")
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise UsageError(f"--exec command {template!r}: {exc} (write '{{{{' for a literal "
                          "brace)", field="exec", value=template) from None
+    fields = [f for _, f, _, _ in parsed if f is not None]
+    for _, name, spec, conversion in parsed:
+        if name is not None and (spec or conversion):
+            # {server!r} would quote a value already shell-quoted; {port:d} fails on text.
+            raise UsageError(f"--exec command: placeholder {{{name}}} takes no conversion or "
+                             "format spec; write it plain", field="exec", value=template)
     bad = [f for f in fields if f not in PLACEHOLDERS]
     if bad:
         raise UsageError(f"--exec command uses unknown placeholder {{{bad[0]}}}; available: "
@@ -61,6 +67,8 @@ def _values(t: UpdateTarget) -> dict[str, str]:
 
 def _parallel(targets: Sequence[UpdateTarget],
               one: Callable[[UpdateTarget], UpdateOutcome]) -> list[UpdateOutcome]:
+    if not targets:
+        return []
     if len(targets) == 1:
         return [one(targets[0])]
     with ThreadPoolExecutor(max_workers=min(len(targets), 32),
@@ -85,7 +93,10 @@ class ExecUpdater:
     def _one(self, target: UpdateTarget) -> UpdateOutcome:
         env = dict(os.environ)
         env.update({f"HAPROXYCTL_{k.upper()}": v for k, v in _values(target).items()})
-        command = self.command_for(target)
+        try:
+            command = self.command_for(target)
+        except (KeyError, ValueError, IndexError) as exc:  # refused by check_template already
+            return UpdateOutcome(target.server, False, f"cannot build the command: {exc}")
         try:
             proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
