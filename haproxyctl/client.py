@@ -319,7 +319,16 @@ class Client:
         """
         command = cmd.set_table(name, key, data)
         _check_key(self._table_info(name), key)
-        self.execute(command)
+        existed = bool(parse_table(self.execute(cmd.show_table(name, key=key)), name=name)
+                       .entries)
+        try:
+            self.execute(command)
+        except CommandError:
+            # HAProxy creates the entry before it refuses the data (an unknown or unstored data
+            # type: reference §7): take back what the refused command left behind.
+            if not existed:
+                self.execute(cmd.clear_table(name, key=key))
+            raise
 
     def table_clear(self, name: str, *, key: str | None = None,
                     where: Iterable[cmd.TableFilter | str] = ()) -> None:

@@ -242,7 +242,17 @@ class Connection:
         try:
             channel.send(b"".join(handshake), deadline=deadline, command="prompt")
             for _ in handshake:
-                body = self._read_reply(channel, framer, deadline, _PROMPT)
+                try:
+                    body = self._read_reply(channel, framer, deadline, _PROMPT)
+                except ConnectionLost as exc:
+                    if exc.partial and not exc.partial.startswith((b"\n", b"master")):
+                        # Something answered, but not an HAProxy CLI (an HTTP port?).
+                        first = exc.partial.split(b"\n", 1)[0][:80].decode("utf-8", "replace")
+                        raise ProtocolError(
+                            f"{self.address} is not an HAProxy CLI socket: it answered "
+                            f"{first!r} to 'prompt'", raw=first, address=str(self.address),
+                            command="prompt") from None
+                    raise
                 if body.strip():
                     raise ProtocolError(
                         f"{self.address}: unexpected reply while entering prompt mode",

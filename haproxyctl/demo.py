@@ -101,7 +101,7 @@ def run_demo(*, users: int = 20, servers: int = 4, out: TextIO = sys.stdout,
             for case in CASES:
                 say(f"\n== {case.backend}: {case.strategy} update v1 -> v2 "
                     f"({case.persistence or 'no'} persistence) ==")
-                reports.append(_rollout(haproxy, lab, case, render))
+                reports.append(_rollout(haproxy, lab, case, render, servers))
                 finished[case.backend] = time.monotonic() - t0
             time.sleep(2.0)  # users keep browsing on v2 for a moment
         finally:
@@ -117,14 +117,15 @@ def run_demo(*, users: int = 20, servers: int = 4, out: TextIO = sys.stdout,
 
 
 def _rollout(haproxy: Client, lab: Lab, case: _Case,
-             render: Callable[[Event], None]) -> RolloutReport:
+             render: Callable[[Event], None], servers: int) -> RolloutReport:
     def update(target: UpdateTarget) -> None:
         # The deploy kills v1 outright and starts v2 on the same port.
         lab.replace_app(target.backend, target.server, "v2", sig=signal.SIGKILL)
 
     options = RolloutOptions(
         strategy="halves" if case.strategy == "halves" else "rolling",
-        batch_size=None if case.strategy == "halves" else 2, drain_timeout=2.0,
+        batch_size=None if case.strategy == "halves" else min(2, servers - 1),
+        drain_timeout=2.0,
         sessions_timeout=30.0, health_timeout=20.0, poll_interval=0.1)
     rollout = Rollout(haproxy, case.backend, update, options=options, journal=False)
     return rollout.run(on_event=render)

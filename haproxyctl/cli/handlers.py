@@ -32,11 +32,12 @@ _SERVER_COLUMNS = (
 
 def info(client: Client, args: argparse.Namespace, out: Output) -> int:
     i = client.info()
-    out.result(i.to_dict(), lambda: out.pairs([
+    level = client.cli_level()
+    out.result({**i.to_dict(), "cli_level": level}, lambda: out.pairs([
         ("name", i.name), ("version", i.version), ("pid", i.pid), ("nbthread", i.nbthread),
         ("uptime_sec", i.uptime_sec), ("current_conns", i.current_conns),
         ("max_conn", i.max_conn), ("stopping", i.stopping), ("node", i.node),
-        ("cli_level", client.cli_level()),
+        ("cli_level", level),
     ]))
     return 0
 
@@ -65,8 +66,11 @@ def _bulk_output(results: list[BulkResult], out: Output, verb: str) -> int:
                      f"{r.target}: FAILED: {r.error.reason if r.error else ''}")
 
     out.result({"results": [r.to_dict() for r in results], "ok": not failed}, human)
-    for r in failed:
-        out.error(f"{r.target}: {r.error.reason if r.error else 'failed'}")
+    if failed:
+        first = failed[0]
+        others = "; the others were applied" if len(failed) < len(results) else ""
+        out.error(f"{len(failed)} of {len(results)} changes failed, first {first.target}: "
+                  f"{first.error.reason if first.error else 'failed'}{others}")
     return 1 if failed else 0
 
 
@@ -142,8 +146,20 @@ def _simple(out: Output, target: str, what: str, extra: dict[str, Any] | None = 
 
 def health(client: Client, args: argparse.Namespace, out: Output) -> int:
     ref = as_ref(args.server)
-    (client.enable_health if args.action == "enable" else client.disable_health)(ref)
-    return _simple(out, str(ref), f"health checks {args.action}d")
+    if args.action in ("enable", "disable"):
+        (client.enable_health if args.action == "enable" else client.disable_health)(ref)
+        return _simple(out, str(ref), f"health checks {args.action}d")
+    client.set_health(ref, args.action)
+    return _simple(out, str(ref), f"health forced {args.action} (until the next check result)")
+
+
+def server(client: Client, args: argparse.Namespace, out: Output) -> int:
+    s = client.server(as_ref(args.server))
+    d = s.to_dict()
+    d["admin_flags"] = [f.name for f in type(s.admin_flags) if f in s.admin_flags
+                        and f.name and not f.name.endswith("_MASK")]
+    out.result(d, lambda: out.pairs(list(d.items())))
+    return 0
 
 
 def agent(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -172,6 +188,9 @@ def _data(pairs: list[str]) -> dict[str, int]:
     data: dict[str, int] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
+        if name.removeprefix("data.") == "server_key":
+            raise UsageError("server_key cannot be set through the runtime API (HAProxy only "
+                             "takes integers); set server_id instead", field="data")
         if not sep or not value.isascii() or not value.isdigit():
             raise UsageError(f"invalid data {pair!r}: expected TYPE=INTEGER like server_id=2",
                              field="data", value=pair)
@@ -261,6 +280,7 @@ HANDLERS: dict[str, Handler] = {
     "info": info,
     "backends": backends,
     "servers": servers,
+    "server": server,
     "state": state,
     "weight": weight,
     "wait": wait,

@@ -1,5 +1,6 @@
 """``haproxyctl`` entry point: parse, dispatch, and turn every error into one line and an exit
-code (0 ok, 1 refused, 2 usage, 3 connection, 4 timeout, 5 unexpected reply, 130 interrupted)."""
+code (0 ok, 1 refused, 2 usage, 3 connection, 4 timeout, 5 unexpected reply, 6 rollout failed
+part-way, 130 interrupted)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         out.error("interrupted")
+        if args.json:
+            out.json({"error": {"type": "Interrupted", "message": "interrupted",
+                                "exit_code": EXIT_INTERRUPTED}})
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # stdout closed early (`haproxyctl servers | head`): not an error worth a traceback.

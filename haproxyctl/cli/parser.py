@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("servers", "servers", "list servers: state, weight, sessions, queue, checks")
     p.add_argument("backend", nargs="?", help="only this backend")
 
+    p = add("server", "server", "show one server in detail (state bits, weights, checks)")
+    p.add_argument("server", metavar="BACKEND/SERVER")
+
     p = add("state", "state", "set servers to ready, drain or maint (admin socket)")
     p.add_argument("args", nargs="+", metavar="BACKEND/SERVER... STATE",
                    help="one or more servers, then ready|drain|maint")
@@ -92,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("sessions", "sessions", "list current sessions, all or of one server (operator)")
     p.add_argument("server", nargs="?", metavar="BACKEND/SERVER")
 
-    p = add("health", "health", "enable or disable a server's health checks")
-    p.add_argument("action", choices=["enable", "disable"])
+    p = add("health", "health", "enable or disable a server's health checks, or force its "
+                                "health up/stopping/down until the next check result")
+    p.add_argument("action", choices=["enable", "disable", "up", "stopping", "down"])
     p.add_argument("server", metavar="BACKEND/SERVER")
 
     p = add("agent", "agent", "enable or disable a server's agent check")
@@ -153,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=20, help="simulated users per backend")
     p.add_argument("--servers", type=int, default=4, help="app servers per backend (2-12)")
 
-    p = add("raw", "raw", "send one command line verbatim and print the reply")
-    p.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND...")
+    p = add("raw", "raw", "send one command line verbatim and print the reply (put '--' "
+                          "before words that start with '-')")
+    p.add_argument("words", nargs="+", metavar="COMMAND...")
     return top
 
 
@@ -170,10 +175,11 @@ def _add_rollout(add: Callable[[str, str, str], argparse.ArgumentParser]) -> Non
     mode.add_argument("--dry-run", action="store_true",
                       help="print the plan and the exact commands, change nothing")
     mode.add_argument("--resume", action="store_true",
-                      help="finish an unfinished rollout from its journal")
+                      help="finish an unfinished rollout from its journal (timing options "
+                           "given now replace the journal's; the batches cannot change)")
     mode.add_argument("--abort", action="store_true",
                       help="undo an unfinished rollout: restore servers not yet updated")
-    p.add_argument("--strategy", choices=["rolling", "halves"], default="rolling",
+    p.add_argument("--strategy", choices=["rolling", "halves"], default=None,
                    help="rolling (default): batch by batch, needs persistence; halves: update "
                         "half A, switch A in and B out in one write, update B")
     group = p.add_mutually_exclusive_group()
@@ -183,21 +189,21 @@ def _add_rollout(add: Callable[[str, str, str], argparse.ArgumentParser]) -> Non
     p.add_argument("--max-unavailable", type=int, metavar="N",
                    help="servers out of service at once, counting those already down or in "
                         "maint (default: the batch size)")
-    p.add_argument("--drain-timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--drain-timeout", type=float, default=None, metavar="S",
                    help="grace for pinned users in drain before maint (default 10)")
-    p.add_argument("--sessions-timeout", type=float, default=120.0, metavar="S",
+    p.add_argument("--sessions-timeout", type=float, default=None, metavar="S",
                    help="max wait for in-flight requests in maint (default 120)")
     p.add_argument("--kill-after", type=float, metavar="S",
                    help="shut down sessions still open after S seconds in maint (opt-in)")
-    p.add_argument("--health-timeout", type=float, default=60.0, metavar="S",
+    p.add_argument("--health-timeout", type=float, default=None, metavar="S",
                    help="max wait for health checks after the update (default 60)")
-    p.add_argument("--settle", type=float, default=5.0, metavar="S",
+    p.add_argument("--settle", type=float, default=None, metavar="S",
                    help="wait instead of checks for servers without health checks (default 5)")
-    p.add_argument("--ramp", type=float, default=0.0, metavar="S",
+    p.add_argument("--ramp", type=float, default=None, metavar="S",
                    help="bring the weight back in steps over S seconds (default: at once)")
-    p.add_argument("--exec-timeout", type=float, default=600.0, metavar="S",
+    p.add_argument("--exec-timeout", type=float, default=None, metavar="S",
                    help="kill an update command running longer (default 600)")
-    p.add_argument("--poll-interval", type=float, default=0.25, metavar="S",
+    p.add_argument("--poll-interval", type=float, default=None, metavar="S",
                    help="seconds between polls of HAProxy (default 0.25)")
     p.add_argument("--persistence", choices=["auto", "cookie", "stick-table", "none"],
                    default="auto", help="override persistence detection")

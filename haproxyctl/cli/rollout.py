@@ -6,14 +6,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Literal
+from typing import Any, Literal
 
 from haproxyctl.cli.render import Output
 from haproxyctl.client import Client
+from haproxyctl.errors import UsageError
 from haproxyctl.protocol.encode import Command
-from haproxyctl.rollout import Plan, Rollout, RolloutOptions, RolloutReport, StopSignal
+from haproxyctl.rollout import (
+    Event,
+    Plan,
+    Rollout,
+    RolloutOptions,
+    RolloutReport,
+    StopSignal,
+)
+from haproxyctl.rollout.journal import read_journal
 from haproxyctl.rollout.progress import renderer_for
 
 __all__ = ["rollout"]
@@ -23,17 +32,44 @@ EXIT_INTERRUPTED = 130
 _CAUSE_EXIT = {"transport": 3, "reload": 3, "timeout": 4}
 
 
+# Options that may change when resuming: how long to wait, not which servers go together.
+TIMING = ("drain_timeout", "sessions_timeout", "kill_after", "health_timeout", "settle", "ramp",
+          "exec_timeout", "poll_interval")
+PLAN_SHAPE = ("batch_size", "percent", "groups", "max_unavailable")
+
+
+def _timing(args: argparse.Namespace) -> dict[str, Any]:
+    """The timing options given on the command line (the others keep their defaults)."""
+    return {name: getattr(args, name) for name in TIMING if getattr(args, name) is not None}
+
+
 def _options(args: argparse.Namespace) -> RolloutOptions:
     return RolloutOptions(
-        strategy=args.strategy, batch_size=args.batch_size, percent=args.percent,
+        strategy=args.strategy or "rolling", batch_size=args.batch_size, percent=args.percent,
         groups=RolloutOptions.parse_groups(args.groups) if args.groups else None,
-        max_unavailable=args.max_unavailable, drain_timeout=args.drain_timeout,
-        sessions_timeout=args.sessions_timeout, kill_after=args.kill_after,
-        health_timeout=args.health_timeout, settle=args.settle, ramp=args.ramp,
-        exec_timeout=args.exec_timeout, poll_interval=args.poll_interval,
+        max_unavailable=args.max_unavailable,
         allow_version_flips=args.allow_version_flips, include_disabled=args.include_disabled,
-        rebalance=args.rebalance,
+        rebalance=args.rebalance, **_timing(args),
     )
+
+
+def _resume_overrides(args: argparse.Namespace, ro: Rollout) -> dict[str, Any]:
+    """Timing options given with --resume replace the journal's. Grouping options may be
+    repeated (re-running the same command with --resume) but not changed: the batches are
+    fixed by the plan."""
+    path = ro.journal_path
+    if path is not None and path.exists():
+        planned = read_journal(path).plan.options
+        wanted = _options(args)
+        changed = [f"--{n.replace('_', '-')}" for n in (*PLAN_SHAPE, "strategy")
+                   if getattr(args, n, None) is not None
+                   and getattr(wanted, n) != getattr(planned, n)]
+        if changed:
+            raise UsageError(
+                f"{', '.join(changed)} differ from the unfinished rollout's plan, whose batches "
+                "cannot change on --resume (repeat the original values or leave them out; "
+                "--abort, then start anew to change them)", field=changed[0])
+    return _timing(args)
 
 
 @contextlib.contextmanager
@@ -57,6 +93,23 @@ def _stop_on_signals(stop: StopSignal, out: Output) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _never_fails(render: Callable[[Event], None]) -> Callable[[Event], None]:
+    """Progress output must never stop a rollout half-way: if stdout goes away (a closed pipe,
+    `| head`), the rollout goes on silently and its exit code still tells how it ended."""
+    broken = False
+
+    def safe(event: Event) -> None:
+        nonlocal broken
+        if broken:
+            return
+        try:
+            render(event)
+        except OSError:
+            broken = True
+
+    return safe
+
+
 def _exit_code(report: RolloutReport) -> int:
     if report.status in ("completed", "aborted"):
         return 0
@@ -68,7 +121,8 @@ def _exit_code(report: RolloutReport) -> int:
 def rollout(client: Client, args: argparse.Namespace, out: Output) -> int:
     persistence = None if args.persistence == "auto" else args.persistence
     journal: str | Literal[False] | None = False if args.no_journal else args.journal
-    ro = Rollout(client, args.backend, args.exec_cmd, options=_options(args), journal=journal,
+    options = RolloutOptions() if args.resume or args.abort else _options(args)
+    ro = Rollout(client, args.backend, args.exec_cmd, options=options, journal=journal,
                  persistence=persistence)
     if args.dry_run:
         plan = ro.plan()
@@ -78,14 +132,14 @@ def rollout(client: Client, args: argparse.Namespace, out: Output) -> int:
                               for label, commands in steps]},
                    lambda: _print_plan(out, plan, steps, args.exec_cmd))
         return 0
-    render = renderer_for(out.out, json_mode=out.json_mode)
+    render = _never_fails(renderer_for(out.out, json_mode=out.json_mode))
     if args.abort:
         report = ro.abort(on_event=render)
         return _exit_code(report)
     stop = StopSignal()
     with _stop_on_signals(stop, out):
-        report = (ro.resume(on_event=render, stop=stop) if args.resume
-                  else ro.run(on_event=render, stop=stop))
+        report = (ro.resume(on_event=render, stop=stop, overrides=_resume_overrides(args, ro))
+                  if args.resume else ro.run(on_event=render, stop=stop))
     if not report.ok:
         out.error(f"rollout {report.status}: {report.message}")
     return _exit_code(report)

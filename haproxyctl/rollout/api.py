@@ -16,9 +16,11 @@ Example::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import attrs
 
 from haproxyctl.client import Client
 from haproxyctl.errors import CommandError, UsageError
@@ -33,7 +35,7 @@ from haproxyctl.rollout.events import (
 from haproxyctl.rollout.flow import rollout_flow
 from haproxyctl.rollout.journal import Journal, JournalError, default_journal_path, read_journal
 from haproxyctl.rollout.options import RolloutOptions
-from haproxyctl.rollout.plan import Plan, make_plan
+from haproxyctl.rollout.plan import Plan, PlanError, make_plan
 from haproxyctl.rollout.runner import Runner, StopSignal, abort_targets
 from haproxyctl.rollout.steps import UpdateTarget
 from haproxyctl.rollout.update import CallableUpdater, ExecUpdater, Updater
@@ -72,17 +74,23 @@ class Rollout:
         self.backend = backend
         self.options = options or RolloutOptions()
         self.persistence = persistence
+        self._default_journal: Path | None = None
+        #: The report of the last run, resume or abort (also returned by them): handy when
+        #: iterating ``events()``, whose return value a ``for`` loop drops.
+        self.report: RolloutReport | None = None
         self._updater = _updater(update, self.options) if update is not None else None
-        if journal is False:
-            self.journal_path: Path | None = None
-        else:
-            self.journal_path = (Path(journal) if journal is not None
-                                 else default_journal_path(str(client.address), backend))
+        self._journal_arg = journal
 
     # -- planning -------------------------------------------------------------------------------
 
     def plan(self) -> Plan:
         """Read the backend once and plan (raises PlanError; changes nothing)."""
+        level = self.client.cli_level()
+        if level != "admin":
+            # An operator socket cannot change servers, and a user socket does not even see
+            # the backend's cookie and algorithm: refuse before anything is read or changed.
+            raise PlanError(f"a rollout needs an admin-level socket; {self.client.address} is "
+                            f"'{level}' level (see 'stats socket ... level admin')")
         stats = self.client.stats(self.backend)
         backend_rows = [b for b in stats.backends if b.name == self.backend]
         if not backend_rows:
@@ -107,30 +115,45 @@ class Rollout:
                 journal.start(plan, address=str(self.client.address),
                               update=updater.describe())
             runner = Runner(self.client, updater, journal=journal, stop=stop)
-            return (yield from runner.events(plan, rollout_flow(plan)))
+            self.report = yield from runner.events(plan, rollout_flow(plan))
+            return self.report
 
     def run(self, *, on_event: Callable[[Event], None] | None = None,
             stop: StopSignal | None = None) -> RolloutReport:
         """Plan and run to the end; returns the report (``report.ok`` tells success)."""
         return _drain(self.events(stop=stop), on_event)
 
-    def resume_events(self, *, stop: StopSignal | None = None
+    def resume_events(self, *, stop: StopSignal | None = None,
+                      overrides: Mapping[str, Any] | None = None,
                       ) -> Generator[Event, None, RolloutReport]:
-        """Continue an unfinished rollout from its journal."""
+        """Continue an unfinished rollout from its journal.
+
+        ``overrides`` replace options of the journaled plan for the rest of the rollout, e.g.
+        ``{"sessions_timeout": 600, "kill_after": 30}`` after a sessions timeout; they are
+        validated like any options and recorded in the journal.
+        """
         updater = self._require_updater()
         path = self._journal_path_or_fail()
         with Journal(path).lock() as journal:
             state = read_journal(path)
             self._check_resumable(state.plan.backend, state.ended, path)
+            plan = state.plan
+            if overrides:
+                plan = attrs.evolve(plan, options=attrs.evolve(plan.options, **overrides))
             journal.reopen()
-            journal.status("resumed", f"resumed by {updater.describe()}")
+            journal.status("resumed", f"resumed by {updater.describe()}"
+                           + (f" with {dict(overrides)}" if overrides else ""))
+            if overrides:
+                journal.replan(plan, state)
             runner = Runner(self.client, updater, journal=journal, stop=stop)
-            flow = rollout_flow(state.plan, dict(state.phases))
-            return (yield from runner.events(state.plan, flow))
+            flow = rollout_flow(plan, dict(state.phases))
+            self.report = yield from runner.events(plan, flow)
+            return self.report
 
     def resume(self, *, on_event: Callable[[Event], None] | None = None,
-               stop: StopSignal | None = None) -> RolloutReport:
-        return _drain(self.resume_events(stop=stop), on_event)
+               stop: StopSignal | None = None,
+               overrides: Mapping[str, Any] | None = None) -> RolloutReport:
+        return _drain(self.resume_events(stop=stop, overrides=overrides), on_event)
 
     def abort(self, *, on_event: Callable[[Event], None] | None = None) -> RolloutReport:
         """Undo an unfinished rollout: servers whose update never started go back to their
@@ -154,10 +177,11 @@ class Rollout:
                     on_event(PhaseChanged(s, Phase.RESTORED, "restored by --abort"))
             left = [s for s in plan.targets if phases.get(s) not in (Phase.RESTORED,
                                                                       Phase.DONE)]
-            message = (f"aborted: restored {len(servers)} server(s) not yet updated"
+            message = (f"restored {len(servers)} server(s) not yet updated"
                        + (f"; left as they are: {', '.join(left)}" if left else ""))
             journal.end("aborted", message)
             report = self._static_report(plan, "aborted", message, phases)
+            self.report = report
             if on_event is not None:
                 on_event(RolloutFinished(report))
             return report
@@ -170,10 +194,28 @@ class Rollout:
                              field="exec")
         return self._updater
 
+    @property
+    def journal_path(self) -> Path | None:
+        """The journal file: the one given, or one per (HAProxy instance, backend).
+
+        The instance is named by ``show info``'s node name, which is the same whichever
+        socket reaches it (unix, TCP, master) and survives reloads, so the lock and the
+        unfinished-rollout check hold across sockets. Resolved on first use (one query)."""
+        if self._journal_arg is False:
+            return None
+        if self._journal_arg is not None:
+            return Path(self._journal_arg)
+        if self._default_journal is None:
+            node = self.client.info().node
+            self._default_journal = default_journal_path(
+                f"node:{node}" if node else str(self.client.address), self.backend)
+        return self._default_journal
+
     def _journal_path_or_fail(self) -> Path:
-        if self.journal_path is None:
+        path = self.journal_path
+        if path is None:
             raise UsageError("resume and abort need the rollout journal", field="journal")
-        return self.journal_path
+        return path
 
     def _check_resumable(self, backend: str, ended: str | None, path: Path) -> None:
         if backend != self.backend:
@@ -185,10 +227,11 @@ class Rollout:
 
     @contextlib.contextmanager
     def _journal(self) -> Iterator[Journal | None]:
-        if self.journal_path is None:
+        path = self.journal_path
+        if path is None:
             yield None
             return
-        with Journal(self.journal_path).lock() as journal:
+        with Journal(path).lock() as journal:
             yield journal
 
     def _static_report(self, plan: Plan, status: str, message: str,

@@ -407,20 +407,24 @@ def _rebalance(st: _State, returned: Sequence[str]) -> Flow[None]:
                   and st.phases.get(s, Phase.PENDING) in (Phase.DONE, Phase.PENDING)
                   and plan.servers[s].admin_state is AdminState.READY]
     names = {snap.id: name for name, snap in plan.servers.items() if snap.id is not None}
-    counts = dict.fromkeys(returned, 0)
+    counts: dict[str, int] = {}
     for round_ in range(_REBALANCE_ROUNDS):
         if round_:
             # Users whose in-flight request re-pinned them to the old server are idle again.
             yield from sleep(_REBALANCE_PAUSE, "rebalance")
         _, contents = yield from read_table(table)
-        moves = plan_moves(contents.entries, names, in_service=in_service, targets=returned)
+        # Between servers on the new version only (see rebalance.py): the ones that just came
+        # back, and any other updated server below its fair share, receive.
+        updated = [s for s in in_service if st.phases.get(s) is Phase.DONE]
+        moves = plan_moves(contents.entries, names, in_service=in_service, targets=updated,
+                           sources=updated)
         if not moves:
             break
         commands: list[Command] = []
         for key, target in moves:
             commands += [cmd.clear_table(table, key=key),
                          cmd.set_table(table, key, {"server_id": plan.servers[target].id or 0})]
-            counts[target] += 1
+            counts[target] = counts.get(target, 0) + 1
         yield from send(commands, "rebalance")
     if any(counts.values()):
         yield from emit(Notice(None, f"re-pinned {sum(counts.values())} users onto "
@@ -456,8 +460,16 @@ def _restore(st: _State, batch: Sequence[str]) -> Flow[None]:
     untouched = [s for s in batch if st.phase(s).untouched and st.phase(s) is not Phase.SKIPPED]
     if not untouched:
         return
-    yield from send(restore_commands(plan, untouched), "restore")
-    yield from st.set_all(untouched, Phase.RESTORED, "restored to its original state")
+    replies = yield from send(restore_commands(plan, untouched), "restore")
+    # Two lines per server (weight, state): a server is restored only if both were accepted.
+    refused = {s for i, s in enumerate(untouched)
+               if any(isinstance(r, CommandError) for r in replies[2 * i:2 * i + 2])}
+    for s in untouched:
+        if s in refused:
+            yield from emit(Notice(s, f"{s} could not be restored to its original state: "
+                                      "HAProxy refused it"))
+        else:
+            yield from st.set(s, Phase.RESTORED, "restored to its original state")
 
 
 def _send_or_fail(st: _State, commands: Sequence[Command], servers: Sequence[str],

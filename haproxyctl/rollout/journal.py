@@ -46,14 +46,14 @@ class JournalError(HAProxyError):
     exit_code = 1
 
 
-def default_journal_path(address: str, backend: str) -> Path:
+def default_journal_path(instance: str, backend: str) -> Path:
     """``$HAPROXYCTL_STATE_DIR`` or ``$XDG_STATE_HOME/haproxyctl`` or
-    ``~/.local/state/haproxyctl``, one file per (socket, backend)."""
+    ``~/.local/state/haproxyctl``, one file per (HAProxy instance, backend)."""
     base = os.environ.get(ENV_STATE_DIR)
     if not base:
         xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         base = str(Path(xdg) / "haproxyctl")
-    tag = hashlib.sha256(address.encode()).hexdigest()[:10]
+    tag = hashlib.sha256(instance.encode()).hexdigest()[:10]
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", backend)
     return Path(base) / f"rollout-{safe}-{tag}.jsonl"
 
@@ -183,6 +183,14 @@ class Journal:
         self._open()
         self.write({"type": "plan", "format": FORMAT, "address": address, "update": update,
                     "started": _now(), "pid": os.getpid(), "plan": plan.to_dict()})
+        self.sync()
+
+    def replan(self, plan: Plan, state: JournalState) -> None:
+        """Record a plan whose options changed on resume; :func:`read_journal` uses the last
+        plan record, so a later resume keeps them."""
+        self.write({"type": "plan", "format": FORMAT, "address": state.address,
+                    "update": state.update, "started": state.started, "pid": os.getpid(),
+                    "plan": plan.to_dict()})
         self.sync()
 
     def reopen(self) -> None:

@@ -15,7 +15,11 @@ once, so ``use`` does not reveal requests in flight. The flow therefore repeats 
 rebalance a few times, a second apart: each round re-pins the users the previous one lost, and
 the number lost shrinks geometrically. Entries in use (``use>0``) are skipped.
 
-Promise 1 is kept: users are only ever moved *to* servers that already run the new version.
+Promise 1 is kept: users are only moved *between* servers that already run the new version (from
+the busiest ones to those that just came back). A user still pinned to an old server is left
+there: moving them while a request of theirs runs on it would let that response pin them back to
+the old version after they saw the new one (HAProxy stores at response time); maint moves them
+when their server's turn comes. The last batch's rebalance can use every server.
 Cookies cannot be rewritten from HAProxy's CLI, so cookie backends are not rebalanced (see
 docs/rollout.md).
 """
@@ -45,13 +49,19 @@ def plan_moves(
     *,
     in_service: Sequence[str],
     targets: Sequence[str],
+    sources: Sequence[str] | None = None,
 ) -> list[tuple[str, str]]:
     """Which users (keys) to re-pin to which target server: ``[(key, target), ...]``.
 
     ``in_service`` are the servers users may currently be pinned to and count for the fair
-    share; ``targets`` (a subset, all on the new version) receive users until they hold
-    ``len(entries_in_service) // len(in_service)`` each, taken from the most loaded servers
-    first. Entries of servers not in service are left alone.
+    share; ``targets`` below it receive users until they hold ``len(entries_in_service) //
+    len(in_service)``, taken from the most loaded of ``sources`` above it (default: every server
+    in service that is not a target; sources and targets may overlap). Entries of other servers
+    are left alone.
+
+    The rollout passes only servers already on the new version as sources: a user moved off an
+    *old* server while one of their requests is still running there is pinned back to it when
+    that response comes back, and would then see the old version after the new one.
     """
     if not targets or not in_service:
         return []
@@ -66,16 +76,15 @@ def plan_moves(
     total = sum(len(keys) for keys in owned.values())
     fair = total // len(in_service)
     count = {s: len(keys) for s, keys in owned.items()}
+    givers = [s for s in (sources if sources is not None else
+                          [s for s in in_service if s not in targets]) if s in owned]
     moves: list[tuple[str, str]] = []
-    for target in targets:
-        if target not in owned:
-            continue
+    for target in sorted((t for t in targets if t in owned), key=lambda t: count[t]):
         while count[target] < fair:
-            sources = [s for s in in_service
-                       if s not in targets and count[s] > fair and idle[s]]
-            if not sources:
+            candidates = [s for s in givers if s != target and count[s] > fair and idle[s]]
+            if not candidates:
                 break
-            source = max(sources, key=lambda s: count[s])
+            source = max(candidates, key=lambda s: count[s])
             key = idle[source].pop()
             count[source] -= 1
             count[target] += 1

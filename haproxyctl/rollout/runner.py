@@ -114,7 +114,7 @@ class Runner:
                 if self.stop.requested and not isinstance(step, Emit | Now):
                     status = "interrupted"
                     message = (f"{self.stop.reason}: stopped after the last completed step; "
-                               "finish with --resume or undo with --abort")
+                               + self._next_steps())
                     break
                 if isinstance(step, Emit):
                     event = attrs.evolve(step.event, at=self.clock() - self._start)
@@ -139,8 +139,8 @@ class Runner:
             message = str(exc)
         except (TransportError, HAProxyTimeout) as exc:
             cause = "transport" if isinstance(exc, TransportError) else "timeout"
-            message = (f"lost contact with HAProxy: {exc}; the rollout stopped, finish it with "
-                       "--resume or undo it with --abort")
+            message = f"lost contact with HAProxy: {exc}; the rollout stopped; " + \
+                self._next_steps()
         except HAProxyError as exc:
             message = f"{type(exc).__name__}: {exc}"
         finally:
@@ -160,6 +160,12 @@ class Runner:
         yield RolloutFinished(report, at=self.clock() - self._start)
         return report
 
+    def _next_steps(self) -> str:
+        if self.journal is None:
+            return ("there is no journal, so no --resume or --abort: check the servers (the "
+                    "report below) and set them with 'haproxyctl state'")
+        return "finish with --resume or undo with --abort"
+
     def _check_same_process(self) -> None:
         """Stop if HAProxy was reloaded: a new worker starts from its configuration (and the
         server-state-file, if any), so servers this rollout put in drain or maint may be back
@@ -173,7 +179,8 @@ class Runner:
             f"HAProxy was reloaded during the rollout (now worker pid "
             f"{self.client.connection.worker_pid}); runtime server states may have been reset. "
             "The rollout stopped: check the servers, then --resume (it sets every server's "
-            "expected state again) or --abort")
+            "expected state again) or --abort" if self.journal is not None else
+            "The rollout stopped (no journal): check the servers")
 
     def _perform(self, step: Step) -> Any:
         if isinstance(step, _ACTIONS) and self.journal is not None:

@@ -66,7 +66,7 @@ def assert_one_line_error(err: str, *needles: str) -> None:
         (["wait", "be/s1", "sleeping"], "invalid choice"),
         (["wait", "be/s1", "drained", "--timeout", "-1"], "--timeout must be >= 0"),
         (["--timeout", "0", "info"], "--timeout must be > 0"),
-        (["raw"], "raw needs a command"),
+        (["raw"], "required: COMMAND"),
         (["raw", "add", "map", "x", "<<"], "payload"),
         (["raw", "show info\nshow stat"], "newline"),
     ],
