@@ -40,9 +40,10 @@ from haproxyctl.models.stat import (
     ServerStat,
     Stats,
     parse_server_stats,
+    parse_server_stats_stream,
     parse_stats,
 )
-from haproxyctl.models.state import AdminState, ServerState, parse_servers_state
+from haproxyctl.models.state import AdminState, ServerState, parse_servers_state, server_names
 from haproxyctl.models.table import StickTable, TableInfo, parse_table, parse_tables
 from haproxyctl.models.weight import Weight, WeightSpec, parse_weight
 from haproxyctl.protocol.encode import Command, ServerRef
@@ -166,9 +167,8 @@ class Client:
 
     def server_stats(self, backend: str | None = None) -> list[ServerStat]:
         """The ``show stat`` rows of every server (of one backend), without backends/frontends."""
-        return parse_server_stats(
-            self.execute(cmd.show_stat(-1 if backend is None else backend, cmd.STAT_SERVERS, -1))
-        )
+        command = cmd.show_stat(-1 if backend is None else backend, cmd.STAT_SERVERS, -1)
+        return parse_server_stats_stream(self.connection.stream(command))
 
     def backend_stats(self) -> list[BackendStat]:
         return list(parse_stats(self.execute(cmd.show_stat(-1, cmd.STAT_BACKENDS, -1))).backends)
@@ -181,13 +181,9 @@ class Client:
         return parse_servers_state(self.execute(cmd.show_servers_state(backend)))
 
     def servers(self, backend: str | None = None) -> list[Server]:
-        """Every server (of one backend) with traffic, health and exact admin state.
-
-        One round trip: ``show stat`` and ``show servers state`` are pipelined and joined.
-        """
-        stat_cmd = cmd.show_stat(-1 if backend is None else backend, cmd.STAT_SERVERS, -1)
-        stat_text, state_text = self._pipeline([stat_cmd, cmd.show_servers_state(backend)])
-        return join_servers(parse_server_stats(stat_text), parse_servers_state(state_text))
+        """Every server (of one backend) with traffic, health and exact admin state: ``show
+        stat`` (parsed while it streams in) joined with ``show servers state``."""
+        return join_servers(self.server_stats(backend), self.servers_state(backend))
 
     def server(self, ref: RefLike) -> Server:
         """One server, read cheaply (its own ``show stat`` row and its backend's state)."""
@@ -385,7 +381,8 @@ class Client:
         """
         wanted = AdminState.parse(state)
         targets = self._bulk_targets(refs, check_exists)
-        items = [(str(r), cmd.set_state(r, wanted)) for r in targets]
+        items = list(zip((f"{r.backend}/{r.server}" for r in targets),
+                         cmd.set_state_each(targets, wanted), strict=True))
         return self.bulk(items, raise_on_error=raise_on_error)
 
     def set_weight_many(self, refs: Iterable[RefLike], weight: int | str | WeightSpec, *,
@@ -537,7 +534,7 @@ class Client:
                                         address=str(self.address))
                 if isinstance(reply, CommandError):
                     raise reply
-                known.update((s.backend, s.name) for s in parse_servers_state(reply.text))
+                known.update(server_names(reply.text))
             missing = [str(t) for t in targets if (t.backend, t.server) not in known]
             if missing:
                 raise NoSuchServer(

@@ -8,6 +8,7 @@ commands (``shared/haproxy-runtime-api.md`` §13).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,7 @@ __all__ = [
     "set_health",
     "set_map",
     "set_state",
+    "set_state_each",
     "set_table",
     "set_weight",
     "show_map",
@@ -64,9 +66,26 @@ def as_ref(ref: ServerRef | str | tuple[str, str]) -> ServerRef:
     if isinstance(ref, tuple) and len(ref) == 2:
         return ServerRef(ref[0], ref[1])
     if isinstance(ref, str):
-        return ServerRef.parse(ref)
+        return _parse_ref(ref)
     raise UsageError(f"invalid server reference {ref!r}: expected 'backend/server'",
                      field="server", value=ref)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_ref(text: str) -> ServerRef:
+    # Cached: deploy tools name the same servers over and over; a ServerRef is immutable.
+    return ServerRef.parse(text)
+
+
+def _server_line(ref: ServerRef, *words: str) -> str:
+    """``set server <b>/<s> <words>`` for a validated ref and haproxyctl's own words.
+
+    Escaping is the identity here (backend and server names are validated against HAProxy's
+    name charset, which has no character the tokenizer treats specially, and ``words`` are
+    constants or validated values), so the line is joined directly: bulk changes build
+    thousands of these.
+    """
+    return f"set server {ref.backend}/{ref.server} {' '.join(words)}"
 
 
 # -- reads --------------------------------------------------------------------------------------
@@ -103,14 +122,20 @@ def get_weight(ref: ServerRef | str) -> Command:
 
 def set_state(ref: ServerRef | str, state: AdminState | str) -> Command:
     """``set server <b>/<s> state ready|drain|maint`` (needs an admin-level socket)."""
-    return Command.build("set server", str(as_ref(ref)), "state", AdminState.parse(state).value,
-                         expect=Expect.EMPTY)
+    return Command(_server_line(as_ref(ref), "state", AdminState.parse(state).value),
+                   expect=Expect.EMPTY)
+
+
+def set_state_each(refs: Iterable[ServerRef], state: AdminState | str) -> list[Command]:
+    """``set_state`` for many validated refs (the state word is resolved once)."""
+    words = f"state {AdminState.parse(state).value}"
+    return [Command(_server_line(r, words), expect=Expect.EMPTY) for r in refs]
 
 
 def set_weight(ref: ServerRef | str, weight: int | str | WeightSpec) -> Command:
     """``set server <b>/<s> weight <0-256 | N%>``; a percentage is of the initial weight."""
-    return Command.build("set server", str(as_ref(ref)), "weight", str(WeightSpec.parse(weight)),
-                         expect=Expect.EMPTY)
+    return Command(_server_line(as_ref(ref), "weight", str(WeightSpec.parse(weight))),
+                   expect=Expect.EMPTY)
 
 
 def set_health(ref: ServerRef | str, health: str) -> Command:

@@ -19,14 +19,12 @@ Worker sockets get ``set severity-output number`` once per session, so errors ca
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
 import threading
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Iterator, Sequence
+from typing import NoReturn, Protocol
 
 from haproxyctl.address import Address, parse_address
 from haproxyctl.errors import (
@@ -64,6 +62,8 @@ class _Framer(Protocol):
     def feed(self, data: bytes) -> None: ...
 
     def next_reply(self) -> bytes | None: ...
+
+    def replies(self, limit: int) -> list[bytes]: ...
 
     @property
     def pending(self) -> bytes: ...
@@ -105,7 +105,6 @@ class Connection:
         # stopped more than this long ago; back-to-back commands are checked at most this often.
         self.identity_interval = 0.1
         self._identity_at = float("-inf")
-        self._inode: int | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -149,6 +148,113 @@ class Connection:
                 except CommandError as exc:
                     results.append(exc)
         return results
+
+    def stream(self, command: Command, *, timeout: float | None = None) -> Iterator[bytes]:
+        """Yield the reply to ``command`` in pieces as HAProxy writes it.
+
+        For big data replies (``show stat`` of 10,000 servers is 2 MB): the caller parses
+        while HAProxy still writes, on the other core, instead of after. A reply that is not
+        data (it does not start with a ``#`` header line) is collected and checked like any
+        reply, so errors raise the same CommandError as :meth:`execute`. On the master CLI the
+        whole reply comes as one piece.
+        """
+        if self.address.master:
+            yield self.execute(command, timeout=timeout).text.encode("utf-8")
+            return
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        try:
+            yield from self._stream(command, deadline)
+        except HAProxyTimeout as exc:
+            raise IOTimeout(f"{self._label}: no complete reply to {command.line!r} within "
+                            f"{budget:g}s", timeout=budget, address=self._label,
+                            command=command.line) from exc
+
+    def _stream_start(self, command: Command, deadline: float
+                      ) -> tuple[Channel, PromptFramer, bytes, bool]:
+        """Send ``command`` and read until its first line is known; retried once, like any
+        idempotent command, when an idle session turns out dead before any reply byte."""
+        for attempt in (1, 2):
+            try:
+                fresh = self._ensure_open(deadline)
+            except BaseException:
+                self._drop()
+                raise
+            channel, framer = self._channel, self._framer
+            if not isinstance(framer, PromptFramer) or channel is None:  # pragma: no cover
+                raise RuntimeError("internal error: streaming needs a worker prompt session")
+            log.debug("%s <- %s (streamed)", self._label, command.line)
+            head, complete = b"", False
+            try:
+                channel.send(command.encode(), deadline=deadline, command=command.line)
+                # Until the first line is known, the reply may still be an error message.
+                while b"\n" not in head:
+                    data, complete = framer.next_chunk()
+                    head += data
+                    if complete:
+                        break
+                    chunk = channel.recv(deadline=deadline, command=command.line)
+                    if not chunk:
+                        self._lost(command, head)
+                    framer.feed(chunk)
+            except ConnectionLost as exc:
+                self._drop()
+                if attempt == 1 and not fresh and not head and not exc.partial \
+                        and command.idempotent:
+                    log.debug("%s: idle connection was closed; sending again", self.address)
+                    continue
+                raise
+            except BaseException:
+                self._drop()
+                raise
+            return channel, framer, head, complete
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stream(self, command: Command, deadline: float) -> Iterator[bytes]:
+        with self._lock:
+            channel, framer, head, complete = self._stream_start(command, deadline)
+            try:
+                if not head.startswith(b"#"):
+                    while not complete:
+                        chunk = channel.recv(deadline=deadline, command=command.line)
+                        if not chunk:
+                            self._lost(command, head)
+                        framer.feed(chunk)
+                        data, complete = framer.next_chunk()
+                        head += data
+                    reply = check_reply(command, parse_reply(body_text(head)),
+                                        address=self._label)
+                    yield reply.text.encode("utf-8")
+                    return
+                yield head
+                while not complete:
+                    data, complete = framer.next_chunk()
+                    if data:
+                        yield data
+                    if complete:
+                        break
+                    chunk = channel.recv(deadline=deadline, command=command.line)
+                    if not chunk:
+                        self._lost(command, b"")
+                    framer.feed(chunk)
+                if framer.pending:
+                    extra = framer.pending
+                    self._drop()
+                    raise ProtocolError(
+                        f"{self.address}: HAProxy sent more than one reply to {command.line!r}",
+                        raw=extra[:200].decode("utf-8", "replace"), address=self._label,
+                        command=command.line)
+            finally:
+                if not complete:
+                    # Abandoned or failed half-way: the rest of the reply is still coming.
+                    self._drop()
+
+    def _lost(self, command: Command, partial: bytes) -> NoReturn:
+        self._drop()
+        raise ConnectionLost(
+            f"{self.address}: HAProxy closed the connection before the reply to "
+            f"{command.line!r} was complete", address=self._label, command=command.line,
+            sent=True, partial=partial)
 
     def execute_once(self, command: Command, *, timeout: float | None = None) -> Reply:
         """Run one command on a fresh one-shot connection and read until HAProxy closes it.
@@ -226,10 +332,6 @@ class Connection:
         self._framer = None
 
     def _open(self, deadline: float) -> tuple[Channel, _Framer]:
-        self._inode = None
-        if self.address.kind == "unix" and not self.address.master:
-            with contextlib.suppress(OSError):
-                self._inode = os.stat(str(self.address.path)).st_ino
         channel = self._transport.open()
         self.connects += 1
         framer: _Framer
@@ -307,7 +409,7 @@ class Connection:
     def _roundtrip_once(self, group: Sequence[Command], deadline: float, label: str
                         ) -> list[bytes]:
         prefix = self.address.route_prefix
-        payload = b"".join(prefix.encode() + c.encode() for c in group)
+        payload = "".join(f"{prefix}{c.line}\n" for c in group).encode("utf-8")
         if log.isEnabledFor(logging.DEBUG):
             for c in group:
                 log.debug("%s <- %s%s", self._label, prefix, c.line)
@@ -325,8 +427,13 @@ class Connection:
                 bodies: list[bytes] = []
                 try:
                     channel.send(payload, deadline=deadline, command=label)
-                    for c in group:
-                        bodies.append(self._read_reply(channel, framer, deadline, c))
+                    while len(bodies) < len(group):
+                        bodies += framer.replies(len(group) - len(bodies))
+                        if len(bodies) < len(group):
+                            # Wait for (at least) the next reply; _read_reply also turns a close
+                            # into the right error.
+                            bodies.append(self._read_reply(channel, framer, deadline,
+                                                           group[len(bodies)]))
                 except ConnectionLost as exc:
                     self._drop()
                     retry = (attempt == 1 and not fresh and not bodies and not exc.partial
@@ -357,9 +464,6 @@ class Connection:
         fresh = False
         if self._channel is not None:
             state = self._channel.idle_state()
-            if state == "ok" and self._socket_replaced():
-                state = "on a replaced socket (HAProxy reloaded)"
-                self._identity_at = float("-inf")
             if state != "ok":
                 log.debug("%s: session %s; reconnecting", self.address, state)
                 self._drop()
@@ -369,18 +473,6 @@ class Connection:
         if time.monotonic() - self._identity_at >= self.identity_interval:
             fresh = self._check_identity(deadline) or fresh
         return fresh
-
-    def _socket_replaced(self) -> bool:
-        """A reload re-binds a unix stats socket under a new inode (unless its descriptor is
-        passed to the new worker with ``expose-fd listeners``): one stat() tells that this
-        session is on the old, stopping process, with no round trip. The periodic identity
-        check covers the other cases."""
-        if self._inode is None or self.address.kind != "unix" or self.address.master:
-            return False
-        try:
-            return os.stat(str(self.address.path)).st_ino != self._inode
-        except OSError:
-            return False  # gone or unreadable: the next connect says why
 
     def _check_identity(self, deadline: float) -> bool:
         """Ask ``show info`` which process answers (at most every ``identity_interval`` s).

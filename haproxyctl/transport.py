@@ -147,6 +147,10 @@ class Channel:
         self._sock = sock
         self.address = address
         self.closed = False
+        # poll(), not select(): select() fails for descriptors above 1023. Made once: the
+        # check runs before every exchange on a persistent session.
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN)
 
     def send(self, data: bytes, *, deadline: float, command: str | None = None) -> None:
         """Write ``data`` in one ``sendall``: HAProxy 2.6 drops the rest of a one-shot line that
@@ -191,10 +195,7 @@ class Channel:
         if self.closed:
             return "closed"
         try:
-            # poll(), not select(): select() fails for descriptors above 1023.
-            poller = select.poll()
-            poller.register(self._sock, select.POLLIN)
-            if not poller.poll(0):
+            if not self._poller.poll(0):
                 return "ok"
             data = self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:

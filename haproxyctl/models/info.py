@@ -83,18 +83,17 @@ class Info:
         return d
 
 
+_LINE_RE = re.compile(r"^([^:\n]+):(?: (.*))?$", re.MULTILINE)
+
+
 def parse_info(reply: str) -> Info:
-    fields: dict[str, str] = {}
-    for line in reply.split("\n"):
-        if not line:
-            continue
-        name, sep, value = line.partition(": ")
-        if not sep:
-            # "Name:" with an empty value is printed without the space.
-            if line.endswith(":"):
-                fields[line[:-1]] = ""
-                continue
-            raise ProtocolError("not a 'show info' reply: line without 'Name: value'",
-                                raw=snippet(line))
-        fields[name] = value
-    return Info.from_fields(fields)
+    """Parse ``Name: value`` lines (one regex pass; ``Name:`` alone means an empty value)."""
+    pairs = _LINE_RE.findall(reply)
+    lines = reply.split("\n")
+    if len(pairs) != len(lines) - lines.count(""):
+        # Some non-empty line is not "Name: value".
+        bad = next((line for line in reply.split("\n")
+                    if line and not _LINE_RE.fullmatch(line)), reply[:80])
+        raise ProtocolError("not a 'show info' reply: line without 'Name: value'",
+                            raw=snippet(bad))
+    return Info.from_fields(dict(pairs))

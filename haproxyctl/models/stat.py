@@ -15,8 +15,9 @@ Facts this parser relies on (``shared/haproxy-runtime-api.md`` §5.1):
 
 from __future__ import annotations
 
+import codecs
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import attrs
 
@@ -41,6 +42,7 @@ __all__ = [
     "Stats",
     "parse_header",
     "parse_server_stats",
+    "parse_server_stats_stream",
     "parse_stats",
 ]
 
@@ -238,48 +240,81 @@ def _rows(reply: str, views: tuple[type[RowView], ...]) -> tuple[Columns, int, I
     return columns, type_pos, rows
 
 
-def parse_server_stats(reply: str) -> list[ServerStat]:
-    """The server rows of a ``show stat`` reply; the fast path for large listings.
+class _ServerRows:
+    """Turns blocks of complete ``show stat`` lines into ServerStat views, by header name.
 
-    When no line is CSV-quoted and every column ``ServerStat`` reads exists (the usual case),
-    rows are split only as far as the last of those columns, with no per-line function call:
-    listing 10,000 servers is dominated by this loop (see ``bench/``).
+    When no line of a block is CSV-quoted and every column ``ServerStat`` reads exists (the
+    usual case), rows are split only as far as the last of those columns, with no per-line
+    function call: listing 10,000 servers is dominated by this loop (see ``bench/``).
     """
-    columns, body = parse_header(reply)
-    getter, needed = columns.plan(ServerStat.COLUMNS)
-    type_pos = columns.index["type"]
-    complete = all(name in columns for name in ServerStat.COLUMNS)
-    if not complete or '"' in body:
-        return _parse_server_stats_slow(columns, body, type_pos)
-    maxsplit = max(needed, type_pos + 1)
-    make = ServerStat
-    out: list[ServerStat] = []
-    append = out.append
-    try:
-        for line in body.split("\n"):
+
+    def __init__(self, columns: Columns) -> None:
+        self.columns = columns
+        self.getter, needed = columns.plan(ServerStat.COLUMNS)
+        self.type_pos = columns.index["type"]
+        self.maxsplit = max(needed, self.type_pos + 1)
+        self.complete = all(name in columns for name in ServerStat.COLUMNS)
+
+    def rows(self, block: str, out: list[ServerStat]) -> None:
+        if not self.complete or '"' in block:
+            self._slow(block, out)
+            return
+        getter, type_pos, maxsplit, make = self.getter, self.type_pos, self.maxsplit, ServerStat
+        append = out.append
+        try:
+            for line in block.split("\n"):
+                if line:
+                    row = line.split(",", maxsplit)
+                    if row[type_pos] == TYPE_SERVER:
+                        append(make(getter(row)))
+        except IndexError:
+            raise ProtocolError("'show stat' row is shorter than its header",
+                                raw=snippet(block)) from None
+
+    def _slow(self, block: str, out: list[ServerStat]) -> None:
+        maxsplit, type_pos = self.maxsplit, self.type_pos
+        for line in block.split("\n"):
             if line:
-                row = line.split(",", maxsplit)
+                row = _split(line, maxsplit)
+                if len(row) <= type_pos + 1:
+                    # (+1: _split appended the "absent column" cell) A row cut before its
+                    # type: never drop a server silently.
+                    raise ProtocolError("'show stat' row is shorter than its header",
+                                        raw=snippet(line))
                 if row[type_pos] == TYPE_SERVER:
-                    append(make(getter(row)))
-    except IndexError:
-        raise ProtocolError("'show stat' row is shorter than its header",
-                            raw=snippet(reply)) from None
+                    out.append(ServerStat.from_row(row, self.columns))
+
+
+def parse_server_stats(reply: str) -> list[ServerStat]:
+    """The server rows of a ``show stat`` reply; the fast path for large listings."""
+    columns, body = parse_header(reply)
+    out: list[ServerStat] = []
+    _ServerRows(columns).rows(body, out)
     return out
 
 
-def _parse_server_stats_slow(columns: Columns, body: str, type_pos: int) -> list[ServerStat]:
-    maxsplit = max(type_pos + 1, columns.plan(ServerStat.COLUMNS)[1])
+def parse_server_stats_stream(chunks: Iterable[bytes]) -> list[ServerStat]:
+    """Like :func:`parse_server_stats`, from the reply's bytes as they arrive: lines are parsed
+    while HAProxy writes the rest (see ``Connection.stream``)."""
+    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+    pending = ""
+    parser: _ServerRows | None = None
     out: list[ServerStat] = []
-    for line in body.split("\n"):
-        if line:
-            row = _split(line, maxsplit)
-            if len(row) <= type_pos + 1:
-                # (+1: _split appended the "absent column" cell) A row cut before its type:
-                # never drop a server silently.
-                raise ProtocolError("'show stat' row is shorter than its header",
-                                    raw=snippet(line))
-            if row[type_pos] == TYPE_SERVER:
-                out.append(ServerStat.from_row(row, columns))
+    for chunk in chunks:
+        text = pending + decode(chunk)
+        cut = text.rfind("\n")
+        if cut < 0:
+            pending = text
+            continue
+        block, pending = text[:cut], text[cut + 1:]
+        if parser is None:
+            header, _, block = block.partition("\n")
+            parser = _ServerRows(parse_header(header)[0])
+        parser.rows(block, out)
+    rest = pending + decode(b"", final=True)
+    if parser is None:
+        return parse_server_stats(rest)
+    parser.rows(rest, out)
     return out
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "OpState",
     "ServerState",
     "parse_servers_state",
+    "server_names",
 ]
 
 
@@ -178,4 +179,28 @@ def parse_servers_state(reply: str) -> list[ServerState]:
         row = line.split(" ")
         row.append("")  # absent columns read as "" (position -1)
         out.append(ServerState.from_row(row, columns))
+    return out
+
+
+def server_names(reply: str) -> set[tuple[str, str]]:
+    """``(backend, server)`` of every line of a ``show servers state`` reply, read by header
+    name; the cheap check bulk changes make before sending anything."""
+    lines = reply.split("\n")
+    if len(lines) < 2 or not lines[1].startswith("# be_id "):
+        raise ProtocolError("not a 'show servers state' reply: no '# be_id ...' header",
+                            raw=snippet(reply))
+    columns = Columns(lines[1][2:].split(" "))
+    if "be_name" not in columns or "srv_name" not in columns:
+        raise ProtocolError("'show servers state' header has no be_name/srv_name",
+                            raw=snippet(lines[1]))
+    b, s = columns.index["be_name"], columns.index["srv_name"]
+    cut = max(b, s) + 1
+    out: set[tuple[str, str]] = set()
+    for line in lines[2:]:
+        if line:
+            row = line.split(" ", cut)
+            if len(row) <= cut - 1:
+                raise ProtocolError("'show servers state' line is shorter than its header",
+                                    raw=snippet(line))
+            out.add((row[b], row[s]))
     return out

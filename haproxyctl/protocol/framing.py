@@ -70,6 +70,43 @@ class PromptFramer:
         self._scan_from = 0
         return body
 
+    def next_chunk(self) -> tuple[bytes, bool]:
+        """Stream the current reply: ``(data, complete)``.
+
+        ``data`` is the part of the reply body that can no longer be part of the terminator;
+        ``complete`` is True once the terminator was seen (the reply ends with this data).
+        Concatenating the data of successive calls gives exactly :meth:`next_reply`'s body, so
+        a consumer can parse a multi-megabyte ``show stat`` while HAProxy still writes it.
+        """
+        pos = self._buf.find(_WORKER_PROMPT)
+        if pos >= 0:
+            data = bytes(self._buf[:pos])
+            del self._buf[: pos + len(_WORKER_PROMPT)]
+            self._scan_from = 0
+            return data, True
+        # Keep what could be the start of a terminator split across reads.
+        safe = max(0, len(self._buf) - (len(_WORKER_PROMPT) - 1))
+        data = bytes(self._buf[:safe])
+        del self._buf[:safe]
+        self._scan_from = 0
+        return data, False
+
+    def replies(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` complete reply bodies at once (same result as calling
+        :meth:`next_reply` repeatedly; one C-level split instead of a Python loop for the
+        hundreds of replies of a bulk change)."""
+        if limit <= 0:
+            return []
+        parts = bytes(self._buf).split(_WORKER_PROMPT, limit)
+        done = parts[:-1] if len(parts) <= limit else parts[:limit]
+        rest = parts[-1] if len(parts) <= limit else _WORKER_PROMPT.join(parts[limit:])
+        if done:
+            self._buf = bytearray(rest)
+            self._scan_from = 0
+        else:
+            self._scan_from = len(self._buf)
+        return done
+
     @property
     def pending(self) -> bytes:
         """Bytes received but not yet part of a complete reply."""
@@ -101,6 +138,15 @@ class MasterPromptFramer:
         del self._buf[: m.end()]
         self._scan_from = 0
         return body
+
+    def replies(self, limit: int) -> list[bytes]:
+        out: list[bytes] = []
+        while len(out) < limit:
+            body = self.next_reply()
+            if body is None:
+                break
+            out.append(body)
+        return out
 
     @property
     def pending(self) -> bytes:

@@ -149,6 +149,54 @@ def test_prompt_framer_is_independent_of_chunking(
     assert frame(PromptFramer, chunks) == (whole, b"")
 
 
+@given(st.data(), worker_bodies, st.integers(min_value=1, max_value=10))
+def test_prompt_framer_batch_replies_match_one_by_one(
+    data: st.DataObject, bodies: list[bytes], limit: int
+) -> None:
+    """``replies(n)`` (one split for a whole pipelined batch) returns exactly what ``n`` calls
+    of ``next_reply()`` return, under any chunking, and leaves the same bytes pending."""
+    stream = worker_stream(bodies)
+    batched, single = PromptFramer(), PromptFramer()
+    got_batched: list[bytes] = []
+    got_single: list[bytes] = []
+    for chunk in data.draw(chunkings(stream)):
+        batched.feed(chunk)
+        single.feed(chunk)
+        got_batched += batched.replies(limit)
+        for _ in range(limit):
+            body = single.next_reply()
+            if body is None:
+                break
+            got_single.append(body)
+    assert got_batched == got_single
+    assert batched.pending == single.pending
+    assert batched.replies(0) == []
+
+
+@given(st.data(), worker_bodies)
+def test_prompt_framer_streamed_chunks_rebuild_each_reply(
+    data: st.DataObject, bodies: list[bytes]
+) -> None:
+    """``next_chunk()`` pieces of a reply concatenate to exactly its ``next_reply()`` body,
+    under any chunking of the stream (what lets ``Connection.stream`` parse while reading)."""
+    stream = worker_stream(bodies)
+    framer = PromptFramer()
+    replies: list[bytes] = []
+    current = b""
+    for chunk in data.draw(chunkings(stream)):
+        framer.feed(chunk)
+        while True:
+            piece, complete = framer.next_chunk()
+            current += piece
+            if not complete:
+                break
+            replies.append(current)
+            current = b""
+    assert replies == [b"", *bodies]  # the greeting, then every reply
+    assert current == b""
+    assert framer.pending == b""
+
+
 @given(st.data(), worker_bodies, reply_body().filter(worker_safe))
 def test_prompt_framer_keeps_an_incomplete_reply_pending(
     data: st.DataObject, bodies: list[bytes], partial: bytes

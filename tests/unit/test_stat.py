@@ -23,6 +23,7 @@ from haproxyctl.models.stat import (
     Stats,
     parse_header,
     parse_server_stats,
+    parse_server_stats_stream,
     parse_stats,
 )
 
@@ -307,3 +308,26 @@ def test_csv_module_errors_become_protocol_errors(line: str) -> None:
     for parse in (parse_stats, parse_server_stats):
         with contextlib.suppress(ProtocolError):
             parse(reply)
+
+
+@given(st.data())
+def test_streamed_parsing_equals_whole_reply_parsing(data: st.DataObject) -> None:
+    """``parse_server_stats_stream`` (parsing while HAProxy still writes) gives the same rows as
+    parsing the whole reply, however the bytes are split, multi-byte characters included."""
+    text = GOLDEN.replace("be_cookie", "bé_cookie") if data.draw(st.booleans()) else GOLDEN
+    raw = text.encode("utf-8")
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=12)))
+    pieces = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    whole = parse_server_stats(text)
+    streamed = parse_server_stats_stream(pieces)
+    assert [s.values for s in streamed] == [s.values for s in whole]
+    assert len(whole) > 0
+
+
+def test_streamed_parsing_reports_bad_input_like_whole_parsing() -> None:
+    with pytest.raises(ProtocolError):
+        parse_server_stats_stream([b"No such proxy.\n"])
+    with pytest.raises(ProtocolError):
+        parse_server_stats_stream([GOLDEN.split("\n")[0].encode() + b"\nbe,s1\n"])
+    with pytest.raises(ProtocolError):
+        parse_server_stats_stream([])  # not even a header
