@@ -175,13 +175,8 @@ class Connection:
         """Send ``command`` and read until its first line is known; retried once, like any
         idempotent command, when an idle session turns out dead before any reply byte."""
         for attempt in (1, 2):
-            try:
-                fresh = self._ensure_open(deadline)
-            except BaseException:
-                self._drop()
-                raise
-            channel, framer = self._channel, self._framer
-            if not isinstance(framer, PromptFramer) or channel is None:  # pragma: no cover
+            channel, framer, fresh = self._session(deadline)
+            if not isinstance(framer, PromptFramer):  # pragma: no cover - worker sessions are
                 raise RuntimeError("internal error: streaming needs a worker prompt session")
             log.debug("%s <- %s (streamed)", self._label, command.line)
             head, complete = b"", False
@@ -199,8 +194,7 @@ class Connection:
                     framer.feed(chunk)
             except ConnectionLost as exc:
                 self._drop()
-                if attempt == 1 and not fresh and not head and not exc.partial \
-                        and command.idempotent:
+                if _retry_after_lost(attempt, fresh, bool(head), exc, [command]):
                     log.debug("%s: idle connection was closed; sending again", self.address)
                     continue
                 raise
@@ -415,15 +409,7 @@ class Connection:
                 log.debug("%s <- %s%s", self._label, prefix, c.line)
         with self._lock:
             for attempt in (1, 2):
-                try:
-                    fresh = self._ensure_open(deadline)
-                except BaseException:
-                    # A half-opened or half-checked session must not be reused.
-                    self._drop()
-                    raise
-                channel, framer = self._channel, self._framer
-                if channel is None or framer is None:  # pragma: no cover - _ensure_open sets both
-                    raise RuntimeError("internal error: no session after connecting")
+                channel, framer, fresh = self._session(deadline)
                 bodies: list[bytes] = []
                 try:
                     channel.send(payload, deadline=deadline, command=label)
@@ -436,9 +422,7 @@ class Connection:
                                                            group[len(bodies)]))
                 except ConnectionLost as exc:
                     self._drop()
-                    retry = (attempt == 1 and not fresh and not bodies and not exc.partial
-                             and all(c.idempotent for c in group))
-                    if retry:
+                    if _retry_after_lost(attempt, fresh, bool(bodies), exc, group):
                         log.debug("%s: idle connection was closed; sending again", self.address)
                         continue
                     raise
@@ -457,6 +441,18 @@ class Connection:
                     )
                 return bodies
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _session(self, deadline: float) -> tuple[Channel, _Framer, bool]:
+        """The live session to use now, and whether it was just opened. (Caller holds the
+        lock.) A half-opened or half-checked session is never reused."""
+        try:
+            fresh = self._ensure_open(deadline)
+        except BaseException:
+            self._drop()
+            raise
+        if self._channel is None or self._framer is None:  # pragma: no cover - set above
+            raise RuntimeError("internal error: no session after connecting")
+        return self._channel, self._framer, fresh
 
     def _ensure_open(self, deadline: float) -> bool:
         """Make sure a live session to the *current* HAProxy process exists; True if it was
@@ -520,6 +516,15 @@ class Connection:
             return reconnected
         raise TransportError(f"{self.address}: only a stopping HAProxy process answers (a "
                              "reload in progress?); try again", address=str(self.address))
+
+
+def _retry_after_lost(attempt: int, fresh: bool, got_reply: bool, exc: ConnectionLost,
+                      commands: Sequence[Command]) -> bool:
+    """Send again once if a session that was idle died before any reply byte: HAProxy closed
+    it (``stats timeout``, reload) just before our write, so nothing ran. Only idempotent
+    commands: for the others ConnectionLost(sent=True) tells the caller they may have run."""
+    return (attempt == 1 and not fresh and not got_reply and not exc.partial
+            and all(c.idempotent for c in commands))
 
 
 def _groups(commands: Sequence[Command]) -> list[Sequence[Command]]:
