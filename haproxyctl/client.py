@@ -25,6 +25,7 @@ from haproxyctl.errors import (
     NoSuchServer,
     NoSuchTable,
     PartialFailure,
+    PermissionDenied,
     StateError,
     UsageError,
 )
@@ -261,9 +262,16 @@ class Client:
         """
         filters = [f if isinstance(f, cmd.TableFilter) else cmd.TableFilter.parse(f)
                    for f in where]
+        info = None
         if key is not None:
-            _check_key(self._table_info(name), key)
-        return parse_table(self.execute(cmd.show_table(name, key=key, where=filters)), name=name)
+            info = self._table_info(name)
+            _check_key(info, key)
+        table = parse_table(self.execute(cmd.show_table(name, key=key, where=filters)),
+                            name=name)
+        if info is not None and not table.info.type:
+            # HAProxy 2.6 prints nothing, not even the header, for a key it does not hold.
+            table = attrs.evolve(table, info=info)
+        return table
 
     def map_entries(self, map_id: str) -> list[MapEntry]:
         return parse_map(self.execute(cmd.show_map(map_id)))
@@ -315,8 +323,14 @@ class Client:
         """
         command = cmd.set_table(name, key, data)
         _check_key(self._table_info(name), key)
-        existed = bool(parse_table(self.execute(cmd.show_table(name, key=key)), name=name)
-                       .entries)
+        try:
+            existed = bool(parse_table(self.execute(cmd.show_table(name, key=key)), name=name)
+                           .entries)
+        except PermissionDenied as exc:
+            raise PermissionDenied(
+                f"HAProxy refused {command.line!r}: the socket's level is too low to change "
+                "stick table entries (needs operator or admin)", reply=exc.reply,
+                reason=exc.reason, address=str(self.address), command=command.line) from None
         try:
             self.execute(command)
         except CommandError:

@@ -343,7 +343,8 @@ class Connection:
                 except ConnectionLost as exc:
                     if exc.partial and not exc.partial.startswith((b"\n", b"master")):
                         # Something answered, but not an HAProxy CLI (an HTTP port?).
-                        first = exc.partial.split(b"\n", 1)[0][:80].decode("utf-8", "replace")
+                        first = (exc.partial.split(b"\n", 1)[0][:80]
+                                 .decode("utf-8", "replace").rstrip("\r"))
                         raise ProtocolError(
                             f"{self.address} is not an HAProxy CLI socket: it answered "
                             f"{first!r} to 'prompt'", raw=first, address=str(self.address),

@@ -150,7 +150,8 @@ def health(client: Client, args: argparse.Namespace, out: Output) -> int:
         (client.enable_health if args.action == "enable" else client.disable_health)(ref)
         return _simple(out, str(ref), f"health checks {args.action}d")
     client.set_health(ref, args.action)
-    return _simple(out, str(ref), f"health forced {args.action} (until the next check result)")
+    return _simple(out, str(ref), f"health forced {args.action} (until the next check result; "
+                                  "for good while checks are disabled)")
 
 
 def server(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -158,7 +159,8 @@ def server(client: Client, args: argparse.Namespace, out: Output) -> int:
     d = s.to_dict()
     d["admin_flags"] = [f.name for f in type(s.admin_flags) if f in s.admin_flags
                         and f.name and not f.name.endswith("_MASK")]
-    out.result(d, lambda: out.pairs(list(d.items())))
+    human = {**d, "admin_flags": "|".join(d["admin_flags"]) or "-"}
+    out.result(d, lambda: out.pairs(list(human.items())))
     return 0
 
 

@@ -23,6 +23,7 @@ from haproxyctl.rollout import (
     StopSignal,
 )
 from haproxyctl.rollout.journal import read_journal
+from haproxyctl.rollout.plan import batches_for
 from haproxyctl.rollout.progress import renderer_for
 
 __all__ = ["rollout"]
@@ -35,7 +36,6 @@ _CAUSE_EXIT = {"transport": 3, "reload": 3, "timeout": 4}
 # Options that may change when resuming: how long to wait, not which servers go together.
 TIMING = ("drain_timeout", "sessions_timeout", "kill_after", "health_timeout", "settle", "ramp",
           "exec_timeout", "poll_interval")
-PLAN_SHAPE = ("batch_size", "percent", "groups", "max_unavailable")
 
 
 def _timing(args: argparse.Namespace) -> dict[str, Any]:
@@ -58,15 +58,24 @@ def _resume_overrides(args: argparse.Namespace, ro: Rollout) -> dict[str, Any]:
     repeated (re-running the same command with --resume) but not changed: the batches are
     fixed by the plan."""
     path = ro.journal_path
-    if path is not None and path.exists():
-        planned = read_journal(path).plan.options
+    state = read_journal(path) if path is not None and path.exists() else None
+    if state is not None and state.ended is None:  # an ended one is refused by resume itself
+        plan = state.plan
         wanted = _options(args)
-        changed = [f"--{n.replace('_', '-')}" for n in (*PLAN_SHAPE, "strategy")
-                   if getattr(args, n, None) is not None
-                   and getattr(wanted, n) != getattr(planned, n)]
+        changed: list[str] = []
+        if args.strategy is not None and wanted.strategy != plan.strategy:
+            changed.append("--strategy")
+        if any(getattr(args, n) is not None for n in ("batch_size", "percent", "groups")) \
+                and batches_for(list(plan.targets), wanted) != plan.batches:
+            changed.append(next(f"--{n.replace('_', '-')}"
+                                for n in ("batch_size", "percent", "groups")
+                                if getattr(args, n) is not None))
+        if args.max_unavailable is not None and args.max_unavailable != plan.max_unavailable:
+            changed.append("--max-unavailable")
         if changed:
+            verb = "changes" if len(changed) == 1 else "change"
             raise UsageError(
-                f"{', '.join(changed)} differ from the unfinished rollout's plan, whose batches "
+                f"{', '.join(changed)} {verb} the unfinished rollout's plan, whose batches "
                 "cannot change on --resume (repeat the original values or leave them out; "
                 "--abort, then start anew to change them)", field=changed[0])
     return _timing(args)

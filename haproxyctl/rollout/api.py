@@ -38,7 +38,7 @@ from haproxyctl.rollout.options import RolloutOptions
 from haproxyctl.rollout.plan import Plan, PlanError, make_plan
 from haproxyctl.rollout.runner import Runner, StopSignal, abort_targets
 from haproxyctl.rollout.steps import UpdateTarget
-from haproxyctl.rollout.update import CallableUpdater, ExecUpdater, Updater
+from haproxyctl.rollout.update import CallableUpdater, ExecUpdater, Updater, check_template
 
 __all__ = ["Rollout", "UpdateSpec"]
 
@@ -78,7 +78,9 @@ class Rollout:
         #: The report of the last run, resume or abort (also returned by them): handy when
         #: iterating ``events()``, whose return value a ``for`` loop drops.
         self.report: RolloutReport | None = None
-        self._updater = _updater(update, self.options) if update is not None else None
+        self._update = update
+        if isinstance(update, str):
+            check_template(update)  # refuse a bad --exec before anything is read or changed
         self._journal_arg = journal
 
     # -- planning -------------------------------------------------------------------------------
@@ -132,7 +134,7 @@ class Rollout:
         ``{"sessions_timeout": 600, "kill_after": 30}`` after a sessions timeout; they are
         validated like any options and recorded in the journal.
         """
-        updater = self._require_updater()
+        self._require_updater()  # fail fast, before taking the lock
         path = self._journal_path_or_fail()
         with Journal(path).lock() as journal:
             state = read_journal(path)
@@ -140,6 +142,7 @@ class Rollout:
             plan = state.plan
             if overrides:
                 plan = attrs.evolve(plan, options=attrs.evolve(plan.options, **overrides))
+            updater = self._require_updater(plan.options)
             journal.reopen()
             journal.status("resumed", f"resumed by {updater.describe()}"
                            + (f" with {dict(overrides)}" if overrides else ""))
@@ -188,11 +191,13 @@ class Rollout:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _require_updater(self) -> Updater:
-        if self._updater is None:
+    def _require_updater(self, options: RolloutOptions | None = None) -> Updater:
+        """The updater, built with the options the rollout actually runs with (on resume,
+        the journal's plus any overrides: --exec-timeout among them)."""
+        if self._update is None:
             raise UsageError("no update given: pass --exec 'COMMAND' (or update= in Python)",
                              field="exec")
-        return self._updater
+        return _updater(self._update, options or self.options)
 
     @property
     def journal_path(self) -> Path | None:

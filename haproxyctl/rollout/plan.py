@@ -36,6 +36,7 @@ __all__ = [
     "Plan",
     "PlanError",
     "ServerSnapshot",
+    "batches_for",
     "detect_persistence",
     "make_plan",
     "ramp_commands",
@@ -306,7 +307,9 @@ def detect_persistence(backend: BackendStat, tables: Sequence[TableInfo]) -> Per
                        tables=tuple(t.name for t in tables if t.name == backend.name))
 
 
-def _batches(names: Sequence[str], options: RolloutOptions) -> tuple[tuple[str, ...], ...]:
+def batches_for(names: Sequence[str], options: RolloutOptions
+                ) -> tuple[tuple[str, ...], ...]:
+    """The batches ``options`` make of ``names`` (in order)."""
     if options.strategy == "halves":
         if len(names) < 2:
             raise PlanError(f"halves needs at least 2 servers, found {len(names)}")
@@ -369,7 +372,7 @@ def make_plan(
             notes.append(f"not in --groups, not updated: {', '.join(missing)}")
     if not candidates:
         raise PlanError(f"backend {backend!r} has no server to update")
-    batches = _batches(candidates, options)
+    batches = batches_for(candidates, options)
     biggest = max(len(b) for b in batches)
     max_unavailable = options.max_unavailable if options.max_unavailable is not None else biggest
     total = len(snaps)

@@ -162,8 +162,8 @@ class Runner:
 
     def _next_steps(self) -> str:
         if self.journal is None:
-            return ("there is no journal, so no --resume or --abort: check the servers (the "
-                    "report below) and set them with 'haproxyctl state'")
+            return ("there is no journal, so no --resume or --abort: check the servers in the "
+                    "report and set them back as needed")
         return "finish with --resume or undo with --abort"
 
     def _check_same_process(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from haproxyctl.errors import UsageError
+from haproxyctl.rollout.options import RolloutOptions
 from haproxyctl.rollout.steps import UpdateTarget
 from haproxyctl.rollout.update import CallableUpdater, ExecUpdater, check_template
 
@@ -203,3 +204,18 @@ def test_callable_updater_runs_a_batch_in_parallel() -> None:
 
 def test_running_no_target_returns_nothing() -> None:
     assert CallableUpdater(lambda t: None).run([]) == []
+
+
+def test_the_updater_uses_the_options_the_rollout_runs_with() -> None:
+    """On --resume the options come from the journal plus overrides: --exec-timeout given then
+    must reach the update command (the updater is built from them, not from the defaults)."""
+    from haproxyctl import Client
+    from haproxyctl.rollout import Rollout
+
+    rollout = Rollout(Client("/nonexistent/admin.sock"), "app", "sleep {server}")
+    resumed = rollout._require_updater(RolloutOptions(exec_timeout=1.5))
+    assert isinstance(resumed, ExecUpdater)
+    assert resumed.timeout == 1.5
+    default = rollout._require_updater()
+    assert isinstance(default, ExecUpdater)
+    assert default.timeout == RolloutOptions().exec_timeout
