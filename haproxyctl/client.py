@@ -197,38 +197,28 @@ class Client:
         return Server.from_parts(stat, state)
 
     def server_stat(self, ref: RefLike) -> ServerStat:
-        """One server's ``show stat`` row, read by id (``show stat <iid> 4 <sid>``).
-
-        Ids are resolved once and cached; if HAProxy was reloaded with different ids the row
-        no longer matches the name, and they are resolved again.
-        """
-        r = cmd.as_ref(ref)
-        for attempt in (1, 2):
-            ids = self._ids.get((r.backend, r.server))
-            if ids is None or attempt == 2:
-                ids = self._resolve_ids(r)
-            rows = parse_server_stats(self.execute(cmd.show_stat(ids[0], cmd.STAT_SERVERS,
-                                                                 ids[1])))
-            if len(rows) == 1 and rows[0].backend == r.backend and rows[0].name == r.server:
-                return rows[0]
-        raise self._no_such_server(r)
+        """One server's ``show stat`` row, read by id (``show stat <iid> 4 <sid>``): what each
+        wait poll reads, a few hundred bytes even on a 10,000-server configuration."""
+        return self.server_stats_of([ref])[0]
 
     def server_stats_of(self, refs: Sequence[RefLike]) -> list[ServerStat]:
-        """Several servers' ``show stat`` rows in one round trip (pipelined, read by id)."""
+        """Several servers' ``show stat`` rows in one round trip (pipelined, read by id).
+
+        Ids are resolved once and cached. If HAProxy was reloaded with other ids, a row no
+        longer matches its name: only those servers are resolved again, and read once more.
+        """
         targets = [cmd.as_ref(r) for r in refs]
-        for attempt in (1, 2):
-            ids = []
-            for r in targets:
-                known = self._ids.get((r.backend, r.server))
-                ids.append(known if known is not None and attempt == 1 else self._resolve_ids(r))
+        stale: set[ServerRef] = set()
+        for _ in (1, 2):
+            ids = [self._resolve_ids(r) if r in stale or (r.backend, r.server) not in self._ids
+                   else self._ids[(r.backend, r.server)] for r in targets]
             replies = self._pipeline([cmd.show_stat(i, cmd.STAT_SERVERS, s) for i, s in ids])
             rows = [parse_server_stats(text) for text in replies]
-            if all(len(rs) == 1 and rs[0].backend == r.backend and rs[0].name == r.server
-                   for rs, r in zip(rows, targets, strict=True)):
+            stale = {r for rs, r in zip(rows, targets, strict=True)
+                     if len(rs) != 1 or rs[0].backend != r.backend or rs[0].name != r.server}
+            if not stale:
                 return [rs[0] for rs in rows]
-        bad = next(r for rs, r in zip(rows, targets, strict=True)
-                   if len(rs) != 1 or rs[0].name != r.server)
-        raise self._no_such_server(bad)
+        raise self._no_such_server(next(r for r in targets if r in stale))
 
     def servers_conn(self, backend: str | None = None) -> list[ServerConn]:
         return parse_servers_conn(self.execute(cmd.show_servers_conn(backend)))
