@@ -56,6 +56,7 @@ from haproxyctl.models import (
     StickTable,
     TableEntry,
     TableInfo,
+    TableReader,
     Weight,
     WeightSpec,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "TableEntry",
     "TableFilter",
     "TableInfo",
+    "TableReader",
     "TransportError",
     "UnknownCommand",
     "UsageError",

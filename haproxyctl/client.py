@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -45,7 +46,13 @@ from haproxyctl.models.stat import (
     parse_stats,
 )
 from haproxyctl.models.state import AdminState, ServerState, parse_servers_state, server_names
-from haproxyctl.models.table import StickTable, TableInfo, parse_table, parse_tables
+from haproxyctl.models.table import (
+    StickTable,
+    TableInfo,
+    TableReader,
+    parse_table,
+    parse_tables,
+)
 from haproxyctl.models.weight import Weight, WeightSpec, parse_weight
 from haproxyctl.protocol.encode import Command, ServerRef
 from haproxyctl.wait import DEFAULT_INTERVAL, WaitProgress, WaitResult, poll_until
@@ -57,6 +64,11 @@ ENV_SOCKET = "HAPROXYCTL_SOCKET"
 
 RefLike = ServerRef | str | tuple[str, str]
 ProgressCallback = Callable[[WaitProgress[ServerStat]], None]
+# What ipaddress.IPv4Address accepts (four decimal octets 0-255, no leading zero), without its
+# cost: re-pinning 10,000 keys checks 10,000 of them (the unit tests compare the two).
+_IPV4_RE = re.compile(
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+    r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
 
 
 @attrs.frozen
@@ -243,25 +255,70 @@ class Client:
     def tables(self) -> list[TableInfo]:
         return parse_tables(self.execute(cmd.show_table()))
 
+    def iter_table(self, name: str, *, key: str | None = None,
+                   where: Iterable[cmd.TableFilter | str] = (),
+                   timeout: float | None = None) -> TableReader:
+        """A stick table's entries as they arrive (operator level): an iterator of lazy
+        :class:`~haproxyctl.models.table.TableEntry` views, parsed while HAProxy still writes
+        the rest, so memory stays bounded whatever the table's size.
+
+        The command is sent and the header read before this returns, so a missing table or a
+        refusal raises here; ``.info`` is the header. ``timeout`` bounds the whole reply
+        (default: the client's). Until the iterator is exhausted or closed (use ``with``), the
+        connection is busy: another call from the same thread raises UsageError, other
+        threads wait. Keys and filters as in :meth:`table`.
+        """
+        filters = _filters(where)
+        command = cmd.show_table(name, key=key, where=filters)
+        info = None
+        if key is not None:
+            info = self._table_info(name)
+            _check_key(info, key)
+        reader = TableReader(self.connection.stream(command, timeout=timeout), name=name,
+                             info=info)
+        try:
+            reader.info  # noqa: B018 - sends the command and reads the header now
+        except BaseException:
+            reader.close()
+            raise
+        return reader
+
     def table(self, name: str, *, key: str | None = None,
               where: Iterable[cmd.TableFilter | str] = ()) -> StickTable:
         """A stick table's entries, optionally filtered by key or by data (operator level).
 
         A key that cannot be parsed for the table's type makes HAProxy print nothing at all;
         the key is checked against the type first so that is an error, not an empty table.
+        Built on :meth:`iter_table`: for big tables prefer iterating, which does not keep every
+        entry in memory.
         """
-        filters = [f if isinstance(f, cmd.TableFilter) else cmd.TableFilter.parse(f)
-                   for f in where]
-        info = None
-        if key is not None:
-            info = self._table_info(name)
-            _check_key(info, key)
-        table = parse_table(self.execute(cmd.show_table(name, key=key, where=filters)),
-                            name=name)
-        if info is not None and not table.info.type:
-            # HAProxy 2.6 prints nothing, not even the header, for a key it does not hold.
-            table = attrs.evolve(table, info=info)
-        return table
+        with self.iter_table(name, key=key, where=where) as reader:
+            return reader.table()
+
+    def table_owners(self, name: str, *, where: Iterable[cmd.TableFilter | str] = (),
+                     servers: Mapping[int, str] | None = None, backend: str | None = None,
+                     timeout: float | None = None) -> dict[str, list[str]]:
+        """Who is pinned where: the keys of a stick table per owning server (operator level).
+
+        An entry's owner is its ``server_key`` when set (it takes precedence over
+        ``server_id`` when HAProxy uses the entry, reference §7), else the name of its
+        ``server_id``. Ids are named by ``servers`` (``{id: name}``) or, by default, by one
+        ``show servers state`` of ``backend`` (default: the backend named like the table, which
+        is where ``stick-table`` declares it; pass ``backend`` when the table is declared
+        elsewhere and used with ``stick on ... table <name>``). An id nobody has is reported
+        as ``"#<id>"``; entries pinned nowhere (``server_id`` 0 or none) are left out.
+
+        ``where`` filters on HAProxy's side (``"server_id eq 2"``: read only the users of
+        server 2). The reply is read as it streams in, without building entry objects.
+        """
+        filters = _filters(where)
+        command = cmd.show_table(name, where=filters)
+        if servers is not None and backend is not None:
+            raise UsageError("give servers (an id -> name mapping) or backend, not both",
+                             field="servers")
+        names = dict(servers) if servers is not None else self._server_names(name, backend)
+        with TableReader(self.connection.stream(command, timeout=timeout), name=name) as reader:
+            return reader.owners(names)
 
     def map_entries(self, map_id: str) -> list[MapEntry]:
         return parse_map(self.execute(cmd.show_map(map_id)))
@@ -333,12 +390,62 @@ class Client:
     def table_clear(self, name: str, *, key: str | None = None,
                     where: Iterable[cmd.TableFilter | str] = ()) -> None:
         """Remove entries: one key, those matching data filters (``"server_id eq 2"``), or all."""
-        filters = [f if isinstance(f, cmd.TableFilter) else cmd.TableFilter.parse(f)
-                   for f in where]
-        command = cmd.clear_table(name, key=key, where=filters)
+        command = cmd.clear_table(name, key=key, where=_filters(where))
         if key is not None:
             _check_key(self._table_info(name), key)
         self.execute(command)
+
+    def repin(self, name: str, moves: Iterable[tuple[str, int]], *,
+              raise_on_error: bool = True, timeout: float | None = None) -> list[BulkResult]:
+        """Re-pin users: for each ``(key, server_id)``, ``clear table <t> key <k>`` then ``set
+        table <t> key <k> data.server_id <id>`` (operator level), all pipelined (groups of at
+        most 64 KB, one round trip each). One :class:`BulkResult` per move, in order, whose
+        ``target`` is the key.
+
+        Why clear first: ``server_key`` wins over ``server_id`` and cannot be set from the CLI
+        (reference §7), so an entry is only re-pinned once it is recreated without it.
+
+        Every key is escaped and checked against the table's type, and every id checked,
+        before any change is sent: one bad move refuses the batch (UsageError). HAProxy's
+        refusals are per key: a clear refused because the entry is in use fails that key (its
+        ``server_id`` may still have changed, but its ``server_key`` keeps it where it was),
+        and when a set is refused after the clear, the entry HAProxy created anyway is
+        removed again. With ``raise_on_error``, failures raise PartialFailure after every move
+        was attempted (its ``results`` say which were applied); without it, check ``ok``.
+        """
+        prepared = cmd.repin_each(name, moves)
+        if not prepared:
+            return []
+        info = self._table_info(name)
+        for key, _clear, _set in prepared:
+            _check_key(info, key)
+        commands: list[Command] = []
+        for _key, clear, set_ in prepared:
+            commands += (clear, set_)
+        replies = self.connection.execute_many(commands, timeout=timeout)
+        results: list[BulkResult] = []
+        undo: list[Command] = []
+        for i, (key, clear, set_) in enumerate(prepared):
+            cleared, stored = replies[2 * i], replies[2 * i + 1]
+            if isinstance(cleared, CommandError):
+                results.append(BulkResult(key, clear.line, cleared))
+            elif isinstance(stored, CommandError):
+                # HAProxy creates the entry before it refuses the data (reference §7).
+                undo.append(clear)
+                results.append(BulkResult(key, set_.line, stored))
+            else:
+                results.append(BulkResult(key, set_.line))
+        if undo:
+            self.connection.execute_many(undo, timeout=timeout)
+        failed = [r for r in results if not r.ok]
+        if failed and raise_on_error:
+            first = failed[0]
+            raise PartialFailure(
+                f"{len(failed)} of {len(results)} re-pins failed (the other "
+                f"{len(results) - len(failed)} were applied); first: {first.target}: "
+                f"{first.error.reason if first.error else ''}",
+                results=results, address=str(self.address))
+        return results
 
     def map_add(self, map_id: str, key: str, value: str) -> None:
         self.execute(cmd.add_map(map_id, key, value))
@@ -546,6 +653,24 @@ class Client:
                     reply="No such server.", reason="No such server.", address=str(self.address))
         return targets
 
+    def _server_names(self, table: str, backend: str | None) -> dict[int, str]:
+        """``{server id: name}`` of the backend using ``table`` (for :meth:`table_owners`)."""
+        if backend is None and "/" in table:
+            raise UsageError(f"stick table {table!r} is not declared in a backend: pass "
+                             "backend= (the backend that uses it) or servers=", field="backend",
+                             value=table)
+        target = table if backend is None else backend
+        try:
+            states = self.servers_state(target)
+        except NoSuchBackend as exc:
+            if backend is not None:
+                raise
+            raise NoSuchBackend(
+                f"no backend named like stick table {table!r} to name its server ids: pass "
+                "backend= (the backend that uses it) or servers=", reply=exc.reply,
+                reason=exc.reason, address=str(self.address), command=exc.command) from None
+        return {s.id: s.name for s in states if s.id is not None}
+
     def _table_info(self, name: str) -> TableInfo:
         cmd.check_table(name)
         for info in self.tables():
@@ -555,12 +680,18 @@ class Client:
                           reason="No such table", address=str(self.address))
 
 
+def _filters(where: Iterable[cmd.TableFilter | str]) -> list[cmd.TableFilter]:
+    return [f if isinstance(f, cmd.TableFilter) else cmd.TableFilter.parse(f) for f in where]
+
+
 def _check_key(info: TableInfo, key: str) -> None:
     """Refuse a key HAProxy would silently ignore for this table's type (reference §7: for
     ``set table be_stick key notanip`` it answers success and stores nothing)."""
     kind = info.type.split(" ", 1)[0]
     expected: str | None = None
     if kind == "ip":
+        if type(key) is str and _IPV4_RE.fullmatch(key):
+            return
         try:
             ipaddress.IPv4Address(key)
         except ValueError:

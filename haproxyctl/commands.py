@@ -31,6 +31,7 @@ __all__ = [
     "enable_agent",
     "enable_health",
     "get_weight",
+    "repin_each",
     "set_address",
     "set_agent",
     "set_health",
@@ -54,6 +55,9 @@ _OPERATORS = ("eq", "ne", "le", "ge", "lt", "gt")
 MAX_TABLE_FILTERS = 4
 # Stick-table data values are stored as 64-bit counters at most; refuse what cannot fit.
 _MAX_DATA = 2**64 - 1
+# server_id is stored as a signed 32-bit int (std_t_sint): HAProxy 2.6 stores 4294967295 as -1
+# and 4294967296 as 0 without an error (measured), and server ids start at 1.
+_MAX_SERVER_ID = 2**31 - 1
 
 # types for show stat filters (management.txt §9.3 "show stat")
 STAT_FRONTENDS, STAT_BACKENDS, STAT_SERVERS = 1, 2, 4
@@ -283,6 +287,35 @@ def set_table(table: str, key: str, data: Mapping[str, int]) -> Command:
     for name, value in data.items():
         args += [f"data.{_data_type(name)}", _data_value(name, value)]
     return Command.build("set table", *args, expect=Expect.EMPTY)
+
+
+def repin_each(table: str, moves: Iterable[tuple[str, int]]) -> list[tuple[str, Command, Command]]:
+    """``(key, clear table <t> key <k>, set table <t> key <k> data.server_id <id>)`` per move.
+
+    A re-pin is a clear then a set because ``server_key`` takes precedence over ``server_id``
+    when the entry is used and cannot be set from the CLI (reference §7): only a fresh entry,
+    whose ``server_key`` is unset, follows the new ``server_id``. Every key is escaped like any
+    argument (a ``;`` or a space stays inside the key; CR, LF, NUL or an empty key are refused)
+    and every id checked (1 to 2**31-1) before the first command is built, so a bad move
+    refuses the whole batch. The table name's charset needs no escaping, so the lines are
+    joined directly (10,000 moves build 20,000 lines).
+    """
+    check_table(table)
+    out: list[tuple[str, Command, Command]] = []
+    empty = Expect.EMPTY
+    for move in moves:
+        if not isinstance(move, tuple) or len(move) != 2:
+            raise UsageError(f"invalid move {move!r}: expected (key, server_id)", field="move",
+                             value=move)
+        key, sid = move
+        escaped = escape_arg(key, field="key")
+        if isinstance(sid, bool) or not isinstance(sid, int) or not 0 < sid <= _MAX_SERVER_ID:
+            raise UsageError(f"invalid server id {sid!r} for key {key!r}: expected an integer "
+                             f"from 1 to {_MAX_SERVER_ID}", field="server_id", value=sid)
+        out.append((key, Command(f"clear table {table} key {escaped}", expect=empty),
+                    Command(f"set table {table} key {escaped} data.server_id {sid}",
+                            expect=empty)))
+    return out
 
 
 def clear_table(table: str, *, key: str | None = None,

@@ -34,6 +34,7 @@ from haproxyctl.errors import (
     IOTimeout,
     ProtocolError,
     TransportError,
+    UsageError,
 )
 from haproxyctl.protocol.encode import Command
 from haproxyctl.protocol.framing import MasterPromptFramer, OneShotFramer, PromptFramer, body_text
@@ -105,6 +106,10 @@ class Connection:
         # stopped more than this long ago; back-to-back commands are checked at most this often.
         self.identity_interval = 0.1
         self._identity_at = float("-inf")
+        # True while a streamed reply is being read (see stream()): the lock is re-entrant, so
+        # without this a command sent from the consumer's own loop would be written in the
+        # middle of that reply and both would be misread.
+        self._streaming = False
 
     # -- public -----------------------------------------------------------------------------
 
@@ -207,6 +212,7 @@ class Connection:
     def _stream(self, command: Command, deadline: float) -> Iterator[bytes]:
         with self._lock:
             channel, framer, head, complete = self._stream_start(command, deadline)
+            self._streaming = True
             try:
                 if not head.startswith(b"#"):
                     while not complete:
@@ -239,6 +245,7 @@ class Connection:
                         raw=extra[:200].decode("utf-8", "replace"), address=self._label,
                         command=command.line)
             finally:
+                self._streaming = False
                 if not complete:
                     # Abandoned or failed half-way: the rest of the reply is still coming.
                     self._drop()
@@ -292,6 +299,7 @@ class Connection:
         """Check which process answers now; True if the session had to move off a stopping
         one."""
         with self._lock:
+            self._check_not_streaming()
             changes, connects = self.process_changes, self.connects
             self._identity_at = float("-inf")
             self._ensure_open(deadline)
@@ -302,6 +310,7 @@ class Connection:
         its PID; :attr:`process_changes` tells whether it changed (a reload)."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         with self._lock:
+            self._check_not_streaming()
             self._identity_at = float("-inf")
             self._ensure_open(deadline)
             return self.worker_pid
@@ -443,9 +452,19 @@ class Connection:
                 return bodies
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _check_not_streaming(self) -> None:
+        """(Caller holds the lock, so only the thread reading a stream can find it busy.)"""
+        if self._streaming:
+            raise UsageError(
+                f"{self._label}: this connection is still reading a streamed reply (an "
+                "unfinished iter_table()?); finish or close that iterator first, or use another "
+                "Client for commands sent while iterating; nothing was sent",
+                field="connection")
+
     def _session(self, deadline: float) -> tuple[Channel, _Framer, bool]:
         """The live session to use now, and whether it was just opened. (Caller holds the
         lock.) A half-opened or half-checked session is never reused."""
+        self._check_not_streaming()
         try:
             fresh = self._ensure_open(deadline)
         except BaseException:

@@ -10,6 +10,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from haproxyctl.cli.render import Output
 from haproxyctl.cli.rollout import rollout
 from haproxyctl.client import BulkResult, Client
@@ -17,6 +19,7 @@ from haproxyctl.commands import TableFilter, as_ref
 from haproxyctl.errors import UsageError
 from haproxyctl.models.stat import ServerStat
 from haproxyctl.models.state import AdminState
+from haproxyctl.models.table import TableEntry
 from haproxyctl.wait import WaitProgress
 
 __all__ = ["HANDLERS"]
@@ -200,6 +203,16 @@ def _data(pairs: list[str]) -> dict[str, int]:
     return data
 
 
+_ENTRY_COLUMNS = (("key", "KEY"), ("server_id", "SERVER_ID"), ("server_key", "SERVER_KEY"),
+                  ("exp", "EXPIRES(MS)"), ("data", "DATA"))
+
+
+def _entry_row(e: TableEntry) -> dict[str, Any]:
+    return {"key": e.key, "server_id": e.server_id, "server_key": e.server_key, "exp": e.exp,
+            "data": " ".join(f"{k}={v}" for k, v in e.data.items()
+                             if k not in ("server_id", "server_key"))}
+
+
 def table(client: Client, args: argparse.Namespace, out: Output) -> int:
     action = args.table_command
     if action == "list":
@@ -209,14 +222,15 @@ def table(client: Client, args: argparse.Namespace, out: Output) -> int:
                                                   ("size", "SIZE"), ("used", "USED"))))
         return 0
     if action == "show":
-        t = client.table(args.table, key=args.key, where=_filters(args.where))
-        rows = [{"key": e.key, "server_id": e.server_id, "server_key": e.server_key,
-                 "exp": e.exp, "data": " ".join(f"{k}={v}" for k, v in e.data.items()
-                                                if k not in ("server_id", "server_key"))}
-                for e in t.entries]
-        out.result(t.to_dict(), lambda: out.table(rows, (
-            ("key", "KEY"), ("server_id", "SERVER_ID"), ("server_key", "SERVER_KEY"),
-            ("exp", "EXPIRES(MS)"), ("data", "DATA"))))
+        # Streamed: entries are printed while HAProxy still sends the rest, and never all held
+        # in memory (tables of a million users are 75 MB of text). --json keeps the shape of
+        # StickTable.to_dict(), written entry by entry.
+        with client.iter_table(args.table, key=args.key, where=_filters(args.where)) as entries:
+            if out.json_mode:
+                out.json_stream(attrs.asdict(entries.info), "entries",
+                                (e.to_dict() for e in entries))
+            else:
+                out.stream_table((_entry_row(e) for e in entries), _ENTRY_COLUMNS)
         return 0
     if action == "set":
         client.table_set(args.table, args.key, _data(args.data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,6 +43,55 @@ class Output:
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                   for row in cells]
         self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+
+    def stream_table(self, rows: Iterable[Mapping[str, Any]], columns: Sequence[tuple[str, str]],
+                     *, sample: int = 1000) -> None:
+        """:meth:`table` for rows that arrive one by one (a stick table of a million entries):
+        the column widths are those of the first ``sample`` rows, which are held back until
+        then; later rows are written as they come, and a wider cell only shifts its own line.
+        Up to ``sample`` rows the output is exactly :meth:`table`'s."""
+        keys = [k for k, _ in columns]
+        headers = [h for _, h in columns]
+        it = iter(rows)
+        first = [[_cell(r.get(k)) for k in keys] for r in itertools.islice(it, sample)]
+        widths = [max([len(h), *(len(c[i]) for c in first)]) for i, h in enumerate(headers)]
+
+        def line(cells: Sequence[str]) -> str:
+            return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+        write = self.out.write
+        write("\n".join([line(headers), *(line(c) for c in first)]) + "\n")
+        batch: list[str] = []
+        for r in it:
+            batch.append(line([_cell(r.get(k)) for k in keys]))
+            if len(batch) >= sample:
+                write("\n".join(batch) + "\n")
+                batch.clear()
+        if batch:
+            write("\n".join(batch) + "\n")
+        self.out.flush()
+
+    def json_stream(self, head: Mapping[str, Any], key: str, items: Iterable[Any]) -> None:
+        """Write ``{**head, key: [*items]}`` exactly as :meth:`json` would, one item at a time
+        (nothing is held in memory). If ``items`` fails half-way the document stays
+        unterminated, so a reader cannot mistake it for a complete one."""
+        opening = json.dumps({**head, key: []}, sort_keys=False, default=str)
+        if not opening.endswith("[]}"):  # pragma: no cover - json.dumps always ends so
+            raise AssertionError(opening)
+        write, dumps = self.out.write, json.dumps
+        write(opening[:-2])  # '{..., "<key>": ['
+        separator = ""
+        batch: list[str] = []
+        for item in items:
+            batch.append(dumps(item, sort_keys=False, default=str))
+            if len(batch) >= 1000:
+                write(separator + ", ".join(batch))
+                separator = ", "
+                batch.clear()
+        if batch:
+            write(separator + ", ".join(batch))
+        write("]}\n")
         self.out.flush()
 
     def pairs(self, items: Iterable[tuple[str, object]]) -> None:

@@ -21,7 +21,14 @@ from haproxyctl.models.state import (
     ServerState,
     parse_servers_state,
 )
-from haproxyctl.models.table import StickTable, TableEntry, TableInfo, parse_table, parse_tables
+from haproxyctl.models.table import (
+    StickTable,
+    TableEntry,
+    TableInfo,
+    TableReader,
+    parse_table,
+    parse_tables,
+)
 from haproxyctl.models.weight import Weight, WeightSpec, parse_weight
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
     "StickTable",
     "TableEntry",
     "TableInfo",
+    "TableReader",
     "Weight",
     "WeightSpec",
     "join_servers",

@@ -283,3 +283,55 @@ def test_any_key_is_sent_as_one_word(key: str) -> None:
 def test_map_arguments_are_sent_as_one_word_each(key: str, value: str) -> None:
     line = cmd.add_map("/x.map", key, value).line
     assert unescape_words(line) == ["add", "map", "/x.map", key, value]
+
+
+# -- re-pinning --------------------------------------------------------------------------------
+
+
+def test_repin_lines() -> None:
+    ((key, clear, set_),) = cmd.repin_each("be_stick", [("a b;c", 3)])
+    assert key == "a b;c"
+    assert clear.line == "clear table be_stick key a\\ b\\;c"
+    assert set_.line == "set table be_stick key a\\ b\\;c data.server_id 3"
+    assert clear.expect is set_.expect is Expect.EMPTY
+    assert clear.idempotent
+    assert set_.idempotent
+    assert cmd.repin_each("t", []) == []
+
+
+@given(st.lists(st.tuples(sendable, st.integers(min_value=1, max_value=2**31 - 1)),
+                min_size=1, max_size=5))
+def test_any_repin_key_stays_one_word_in_one_command(moves: list[tuple[str, int]]) -> None:
+    """A ';' or a space in a key never starts a second command nor splits the key."""
+    for (key, sid), (k, clear, set_) in zip(moves, cmd.repin_each("t", moves), strict=True):
+        assert k == key
+        assert unescape_words(clear.line) == ["clear", "table", "t", "key", key]
+        assert unescape_words(set_.line) == ["set", "table", "t", "key", key, "data.server_id",
+                                             str(sid)]
+
+
+@pytest.mark.parametrize(
+    ("moves", "field"),
+    [
+        ([("10.0.0.1", 1), ("a\nclear table t", 2)], "key"),
+        ([("a\rb", 1)], "key"),
+        ([("a\0b", 1)], "key"),
+        ([("", 1)], "key"),
+        ([("k", 0)], "server_id"),
+        ([("k", -1)], "server_id"),
+        ([("k", 2**31)], "server_id"),  # HAProxy would store it as a negative id
+        ([("k", True)], "server_id"),
+        ([("k", "2")], "server_id"),
+        ([("k", 1, 2)], "move"),
+        (["k"], "move"),
+    ],
+)
+def test_repin_refuses_a_bad_move_before_building_anything(moves: Any, field: str) -> None:
+    with pytest.raises(UsageError) as info:
+        cmd.repin_each("t", moves)
+    assert info.value.field == field
+
+
+def test_repin_refuses_a_bad_table_name() -> None:
+    with pytest.raises(UsageError, match="invalid stick table name"):
+        cmd.repin_each("t;x", [("k", 1)])
