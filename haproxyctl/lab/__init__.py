@@ -9,6 +9,16 @@ Start with :class:`Lab` and :class:`LabSpec`; see ``haproxyctl/lab/haproxy.py``.
 
 from __future__ import annotations
 
+from haproxyctl.lab.analysis import (
+    LoadWindow,
+    find_flips,
+    flip_backs,
+    load_windows,
+    mixed_pages,
+    summarize,
+    user_moves,
+    window_imbalance,
+)
 from haproxyctl.lab.apps import AppHandle
 from haproxyctl.lab.config import (
     BackendSpec,
@@ -24,7 +34,14 @@ from haproxyctl.lab.haproxy import Lab, find_haproxy
 from haproxyctl.lab.polling import poll_until
 from haproxyctl.lab.process import ManagedProcess, live_processes, stop_all
 from haproxyctl.lab.rawcli import Address, parse_show_stat, raw_command, show_stat
-from haproxyctl.lab.users import Flip, LoadReport, Outcome, UserPersistence, UserSimulation
+from haproxyctl.lab.users import (
+    Flip,
+    LoadReport,
+    Outcome,
+    UserPersistence,
+    UserSimulation,
+    source_address,
+)
 
 __all__ = [
     "Address",
@@ -36,20 +53,29 @@ __all__ = [
     "LabSpec",
     "LabTimeout",
     "LoadReport",
+    "LoadWindow",
     "ManagedProcess",
     "Outcome",
     "Persistence",
     "ServerSpec",
     "UserPersistence",
     "UserSimulation",
+    "find_flips",
     "find_haproxy",
+    "flip_backs",
     "frontend_name",
     "live_processes",
+    "load_windows",
+    "mixed_pages",
     "parse_show_stat",
     "poll_until",
     "raw_command",
     "render_config",
     "show_stat",
+    "source_address",
     "stop_all",
+    "summarize",
     "synthetic_spec",
+    "user_moves",
+    "window_imbalance",
 ]
