@@ -10,9 +10,13 @@ users keep clicking:
 
 The update of each server stops its v1 app with SIGKILL, the harshest way (as a crashing deploy
 would), and starts v2: only the drain discipline keeps requests from failing. Some users make
-slow requests (over a second) to prove in-flight requests are waited for. At the end it prints,
-per backend: requests, failed requests, users who saw v2 and then v1 again, and the load per
-server. Everything runs on 127.0.0.1 and every process is stopped by PID at the end.
+slow requests (over a second) to prove in-flight requests are waited for. Two thirds of the
+users behave like browsers: a page, then 3 assets in parallel over 4 keep-alive connections that
+share one cookie jar, so each of those requests is load balanced on its own whenever persistence
+does not apply. At the end it prints, per backend: requests, failed requests, users who saw v2
+and then v1 again, pages answered by both versions, the most moves of one user between servers,
+and the load per server after the update. Everything runs on 127.0.0.1 and every process is
+stopped by PID at the end.
 """
 
 from __future__ import annotations
@@ -86,11 +90,15 @@ def run_demo(*, users: int = 20, servers: int = 4, out: TextIO = sys.stdout,
     loads: list[tuple[str, LoadReport]] = []
     with Lab(_spec(servers)) as lab, Client(lab.admin_socket) as haproxy:
         say(f"  HAProxy {haproxy.version()}, config {lab.config_path}")
+        browsers = users * 2 // 3
         sims = {c.backend: UserSimulation(
             "127.0.0.1", lab.frontend_port(c.backend), n_users=users, persistence=c.users,
-            think_time=0.05, slow_fraction=0.05, slow_seconds=1.2, max_requests=40_000,
-            max_seconds=120.0, seed=k) for k, c in enumerate(CASES)}
-        say(f"Simulated users: {users} per backend, 5% of requests take 1.2 s.\n")
+            think_time=0.2, slow_fraction=0.05, slow_seconds=1.2, max_requests=60_000,
+            max_seconds=150.0, seed=k, browsers=browsers, connections=4)
+            for k, c in enumerate(CASES)}
+        say(f"Simulated users: {users} per backend ({browsers} browser-like: a page, then 3 "
+            "assets in parallel over 4 connections, one cookie jar), 5% of requests take "
+            "1.2 s.\n")
         for sim in sims.values():
             sim.start()
         t0 = time.monotonic()
@@ -125,7 +133,8 @@ def _rollout(haproxy: Client, lab: Lab, case: _Case,
     options = RolloutOptions(
         strategy="halves" if case.strategy == "halves" else "rolling",
         batch_size=None if case.strategy == "halves" else min(2, servers - 1),
-        drain_timeout=2.0,
+        # The automatic grace: 0 where haproxyctl moves the users itself, 10 s otherwise.
+        drain_timeout=None if case.persistence else 2.0,
         sessions_timeout=30.0, health_timeout=20.0, poll_interval=0.1)
     rollout = Rollout(haproxy, case.backend, update, options=options, journal=False)
     return rollout.run(on_event=render)
@@ -148,25 +157,29 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def format_result(result: DemoResult) -> str:
-    rows = [["backend", "strategy", "requests", "failed", "flipped back", "v1/v2 answers",
+    rows = [["backend", "strategy", "requests", "failed", "flipped back", "mixed pages",
+             "max moves", "v1/v2 answers", "busiest/mean after",
              "requests per server after the update"]]
     after = dict(result.after)
     for (backend, load), report, case in zip(result.loads, result.rollouts, CASES, strict=True):
         per_server = " ".join(f"{s}:{n}" for s, n in after.get(backend, {}).items())
         versions = f"{load.per_version.get('v1', 0)}/{load.per_version.get('v2', 0)}"
+        counts = list(after.get(backend, {}).values())
+        spread = (f"{max(counts) * len(counts) / sum(counts):.2f}x"
+                  if counts and sum(counts) else "-")
         rows.append([backend, f"{case.strategy} ({report.status})", str(load.total),
-                     str(load.failed), str(len(load.flips)), versions, per_server or "-"])
+                     str(load.failed), str(len(load.flips)), str(load.mixed_pages),
+                     str(load.max_moves), versions, spread, per_server or "-"])
     lines = ["", "What the users saw:", *("  " + line for line in _table(rows))]
     servers_of = {r.backend: [o.server for o in r.servers] for r in result.rollouts}
     for case in CASES:
         idle = [s for s in servers_of.get(case.backend, []) if not after.get(case.backend, {})
                 .get(s)]
-        if case.persistence == "cookie" and idle:
-            lines.append(
-                f"  note: {case.backend}: the same users keep the cookies maint gave them, so "
-                f"{', '.join(idle)} got none of them "
-                "after the update; new users are spread evenly (cookies cannot be re-pinned "
-                "from HAProxy's CLI; stick tables are, see api)")
+        if idle:
+            lines.append(f"  note: {case.backend}: {', '.join(idle)} served nobody after the "
+                         "update")
+    lines.append("  (mixed pages: a page answered by v1 and its assets by v2, which promise 1 "
+                 "allows; a flip back is v1 after v2)")
     for backend, load in result.loads:
         for example in load.failure_examples:
             lines.append(f"  {backend}: failed request: {example}")

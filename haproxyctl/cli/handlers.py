@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from haproxyctl.cli.balance import balance
 from haproxyctl.cli.render import Output
 from haproxyctl.cli.rollout import rollout
 from haproxyctl.client import BulkResult, Client
@@ -286,6 +287,8 @@ def demo(args: argparse.Namespace, out: Output) -> int:
                   "rollouts": [r.to_dict() for r in result.rollouts],
                   "users": {b: {"requests": load.total, "failed": load.failed,
                                 "flipped_back": len(load.flips),
+                                "mixed_pages": load.mixed_pages,
+                                "max_moves": load.max_moves,
                                 "per_server": dict(load.per_server),
                                 "per_version": dict(load.per_version)}
                             for b, load in result.loads}})
@@ -293,6 +296,7 @@ def demo(args: argparse.Namespace, out: Output) -> int:
 
 
 HANDLERS: dict[str, Handler] = {
+    "balance": balance,
     "info": info,
     "backends": backends,
     "servers": servers,

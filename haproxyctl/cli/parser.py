@@ -152,6 +152,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_rollout(add)
 
+    p = add("balance", "balance",
+            "show how evenly persistent users are spread over a backend's servers in service "
+            "(stick-table users or req/s), and with --apply even them out (all of those "
+            "servers must run one version)")
+    p.add_argument("backend")
+    p.add_argument("--apply", action="store_true",
+                   help="move users: re-pin stick-table entries, or short maint pulses for "
+                        "cookies (weights and states are restored, also on Ctrl-C)")
+    p.add_argument("--servers", metavar="S1,S2",
+                   help="only these servers (default: every server ready and UP)")
+    p.add_argument("--tolerance", type=float, default=0.10, metavar="F",
+                   help="even enough once the busiest is within this fraction of the mean "
+                        "(default 0.10)")
+    p.add_argument("--balance-timeout", type=float, default=30.0, metavar="S",
+                   help="upper bound of the cookie pulses (default 30)")
+    p.add_argument("--max-unavailable", type=int, default=1, metavar="N",
+                   help="servers a pulse may take out of service at once (default 1)")
+    bj = p.add_mutually_exclusive_group()
+    bj.add_argument("--journal", metavar="PATH",
+                    help="the backend's rollout journal (refused while it has an unfinished "
+                         "rollout; default: the rollout's default path)")
+    bj.add_argument("--no-journal", action="store_true",
+                    help="do not look for an unfinished rollout")
+
     p = add("demo", "demo", "start a local HAProxy with app servers and simulated users, roll "
                             "them from v1 to v2 live, and show what the users saw")
     p.add_argument("--users", type=int, default=20, help="simulated users per backend")
@@ -190,7 +214,8 @@ def _add_rollout(add: Callable[[str, str, str], argparse.ArgumentParser]) -> Non
                    help="servers out of service at once, counting those already down or in "
                         "maint (default: the batch size)")
     p.add_argument("--drain-timeout", type=float, default=None, metavar="S",
-                   help="grace for pinned users in drain before maint (default 10)")
+                   help="grace for pinned users in drain before maint (default: 0 when "
+                        "haproxyctl moves the users itself, else 10)")
     p.add_argument("--sessions-timeout", type=float, default=None, metavar="S",
                    help="max wait for in-flight requests in maint (default 120)")
     p.add_argument("--kill-after", type=float, metavar="S",
@@ -211,9 +236,18 @@ def _add_rollout(add: Callable[[str, str, str], argparse.ArgumentParser]) -> Non
                    help="allow rolling on a backend without persistence")
     p.add_argument("--include-disabled", action="store_true",
                    help="also update servers in maint/drain before the rollout")
+    p.add_argument("--haproxy-config", metavar="FILE",
+                   help="HAProxy's configuration: refuse settings that defeat maint ('option "
+                        "persist', 'force-persist') and warn about cookie modes that cannot "
+                        "re-pin a user (prefix, rewrite, passive)")
     p.add_argument("--no-rebalance", dest="rebalance", action="store_false",
-                   help="do not re-pin stick-table users onto servers coming back (by default "
-                        "they are, so the load stays even)")
+                   help="do not move users to keep the load even (no steering weights, no "
+                        "stick-table re-pins, no final even-out)")
+    p.add_argument("--balance-tolerance", type=float, default=None, metavar="F",
+                   help="the final even-out stops once the busiest server is within this "
+                        "fraction of the mean (default 0.10)")
+    p.add_argument("--balance-timeout", type=float, default=None, metavar="S",
+                   help="upper bound of the final even-out (default 30)")
     journal = p.add_mutually_exclusive_group()
     journal.add_argument("--journal", metavar="PATH",
                          help="journal file (default: $HAPROXYCTL_STATE_DIR or "

@@ -35,7 +35,7 @@ _CAUSE_EXIT = {"transport": 3, "reload": 3, "timeout": 4}
 
 # Options that may change when resuming: how long to wait, not which servers go together.
 TIMING = ("drain_timeout", "sessions_timeout", "kill_after", "health_timeout", "settle", "ramp",
-          "exec_timeout", "poll_interval")
+          "exec_timeout", "poll_interval", "balance_tolerance", "balance_timeout")
 
 
 def _timing(args: argparse.Namespace) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def _resume_overrides(args: argparse.Namespace, ro: Rollout) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: StopSignal, out: Output) -> Iterator[None]:
+def stop_on_signals(stop: StopSignal, out: Output) -> Iterator[None]:
     """SIGINT/SIGTERM ask the rollout to stop after the current step (it finishes waits early;
     an update command already running completes)."""
 
@@ -132,7 +132,7 @@ def rollout(client: Client, args: argparse.Namespace, out: Output) -> int:
     journal: str | Literal[False] | None = False if args.no_journal else args.journal
     options = RolloutOptions() if args.resume or args.abort else _options(args)
     ro = Rollout(client, args.backend, args.exec_cmd, options=options, journal=journal,
-                 persistence=persistence)
+                 persistence=persistence, haproxy_config=args.haproxy_config)
     if args.dry_run:
         plan = ro.plan()
         steps = plan.commands()
@@ -146,7 +146,7 @@ def rollout(client: Client, args: argparse.Namespace, out: Output) -> int:
         report = ro.abort(on_event=render)
         return _exit_code(report)
     stop = StopSignal()
-    with _stop_on_signals(stop, out):
+    with stop_on_signals(stop, out):
         report = (ro.resume(on_event=render, stop=stop, overrides=_resume_overrides(args, ro))
                   if args.resume else ro.run(on_event=render, stop=stop))
     if not report.ok:

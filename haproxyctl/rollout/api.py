@@ -23,6 +23,7 @@ from typing import Any, Literal
 import attrs
 
 from haproxyctl.client import Client
+from haproxyctl.configcheck import check_file
 from haproxyctl.errors import CommandError, UsageError
 from haproxyctl.rollout.events import (
     Event,
@@ -58,6 +59,9 @@ class Rollout:
         journal: journal path; None for the default location, False for no journal (then there
             is no resume, abort or protection against a second rollout).
         persistence: override detection ("cookie", "stick-table", "none").
+        haproxy_config: HAProxy's configuration file: read before planning for settings a
+            rollout cannot make safe (``option persist``, ``force-persist`` refuse it; cookie
+            ``prefix``/``rewrite`` and others become notes; see ``haproxyctl.configcheck``).
     """
 
     def __init__(
@@ -69,8 +73,10 @@ class Rollout:
         options: RolloutOptions | None = None,
         journal: str | Path | Literal[False] | None = None,
         persistence: str | None = None,
+        haproxy_config: str | Path | None = None,
     ) -> None:
         self.client = client
+        self.haproxy_config = haproxy_config
         self.backend = backend
         self.options = options or RolloutOptions()
         self.persistence = persistence
@@ -99,8 +105,10 @@ class Rollout:
             raise UsageError(f"{self.backend!r} is not a backend (it has no BACKEND row)",
                              field="backend", value=self.backend)
         servers = self.client.servers(self.backend)
+        findings = (check_file(self.haproxy_config, self.backend)
+                    if self.haproxy_config is not None else [])
         return make_plan(self.backend, servers, backend_rows[0], self.client.tables(),
-                         self.options, persistence=self.persistence)
+                         self.options, persistence=self.persistence, config_findings=findings)
 
     # -- running --------------------------------------------------------------------------------
 

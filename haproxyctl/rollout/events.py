@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "Balance",
     "BatchDone",
     "BatchStarted",
     "Event",
@@ -119,6 +120,21 @@ class Notice(Event):
 
 
 @attrs.frozen
+class Balance(Event):
+    """The load of the servers in service at one stage of the rollout (promise 2).
+
+    ``unit`` is "users" (stick-table entries per server, exact) or "req/s" (requests per
+    second, measured over about a second: cookie users cannot be counted from HAProxy).
+    ``imbalance`` is the busiest server's load per unit of weight over the mean (1.0 = even).
+    """
+
+    stage: str  #: e.g. "batch 2/3: before", "batch 2/3: taken out", "end"
+    unit: str
+    loads: Mapping[str, float]
+    imbalance: float
+
+
+@attrs.frozen
 class BatchDone(Event):
     index: int
     total: int
@@ -156,6 +172,8 @@ class RolloutReport:
     #: Why a rollout stopped early when it was not a server's fault: "transport" (connection to
     #: HAProxy lost) or "timeout" (HAProxy did not answer in time). Resumable either way.
     cause: str | None = None
+    #: The load measured at each stage (before the first batch, after each move, at the end).
+    loads: tuple[Balance, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -176,6 +194,8 @@ class RolloutReport:
             "overhead": round(self.overhead, 3), "batches_done": self.batches_done,
             "batches_total": self.batches_total, "cause": self.cause,
             "servers": [o.to_dict() for o in self.servers],
+            "loads": [{"stage": b.stage, "unit": b.unit, "loads": dict(b.loads),
+                       "imbalance": b.imbalance} for b in self.loads],
         }
 
 
@@ -193,6 +213,7 @@ _KINDS: dict[type, str] = {
     PhaseChanged: "phase",
     Waiting: "waiting",
     Notice: "notice",
+    Balance: "balance",
     BatchDone: "batch_done",
     RolloutFinished: "rollout_finished",
 }

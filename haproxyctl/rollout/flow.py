@@ -38,6 +38,8 @@ from haproxyctl.models.server import Server
 from haproxyctl.models.stat import ServerStat
 from haproxyctl.models.state import AdminState
 from haproxyctl.protocol.encode import Command
+from haproxyctl.rollout.balance import MAX_WEIGHT, water_fill
+from haproxyctl.rollout.balance import level as load_level
 from haproxyctl.rollout.events import (
     BatchDone,
     BatchStarted,
@@ -47,6 +49,8 @@ from haproxyctl.rollout.events import (
     RolloutStarted,
     Waiting,
 )
+from haproxyctl.rollout.leveling import level_cookie, level_stick
+from haproxyctl.rollout.moves import Mover, measure_rates, report_load
 from haproxyctl.rollout.plan import (
     Plan,
     ramp_commands,
@@ -56,14 +60,13 @@ from haproxyctl.rollout.plan import (
     return_commands,
     switch_commands,
 )
-from haproxyctl.rollout.rebalance import plan_moves
+from haproxyctl.rollout.rebalance import evacuate
 from haproxyctl.rollout.steps import (
     Flow,
     UpdateTarget,
     emit,
     now,
     probe,
-    read_table,
     send,
     sleep,
     snapshot,
@@ -73,12 +76,16 @@ from haproxyctl.rollout.steps import (
 __all__ = ["FlowResult", "rollout_flow"]
 
 _TAKEN_OUT = (Phase.DRAINING, Phase.MAINT, Phase.DRAINED)
-# Rebalancing re-reads the table a few times: users with a request in flight are skipped
-# (see rollout/rebalance.py) and picked up once idle.
+# Phases in which a server of the batch is out of load balancing and its users may still be
+# re-dispatched (their cookie or stick entry names it).
+_AWAY = (Phase.DRAINING, Phase.MAINT, Phase.DRAINED, Phase.UPDATING, Phase.UPDATED,
+         Phase.RETURNING, Phase.HEALTHY)
 # A draining server is "quiet" (pinned users gone) after this long with no new session.
 _QUIET = 1.0
-_REBALANCE_ROUNDS = 5
-_REBALANCE_PAUSE = 1.0
+# Receivers of a batch's users are servers of one version. The new version is preferred (its
+# users are then moved once) unless that would put them this far above their fair share
+# while the old version could take the users more evenly (promise 2: never overload).
+_MARGIN = 0.25
 _NEEDS_UPDATE = (Phase.MAINT, Phase.DRAINED, Phase.UPDATING, Phase.FAILED)
 
 
@@ -104,6 +111,18 @@ class _State:
         self.errors: dict[str, str] = {}
         self.batches_done = 0
         self.notified: set[str] = set()
+        self.mover = Mover(plan)
+        #: Where the current batch's users go while it is out, and their version.
+        self.receivers: list[str] = []
+        self.receiver_version = ""
+        #: The batch being updated.
+        self.batch: tuple[str, ...] = ()
+        #: Stick-table users per server as last read, kept up to date with our own re-pins.
+        self.counts: dict[str, float] = {}
+
+    def version(self, server: str) -> str:
+        """"new" for servers serving the new version, "old" for the others."""
+        return "new" if self.phases.get(server) is Phase.DONE else "old"
 
     def phase(self, server: str) -> Phase:
         return self.phases[server]
@@ -135,11 +154,17 @@ def rollout_flow(plan: Plan, phases: Mapping[str, Phase] | None = None) -> Flow[
     for note in plan.notes:
         yield from emit(Notice(None, note))
     try:
+        if phases:
+            yield from _normalize(st)
         if plan.strategy == "halves":
             yield from _halves(st)
         else:
             yield from _rolling(st)
+        yield from _final_balance(st)
     except _BatchFailed as exc:
+        # Temporary weights never outlive a failed rollout (the users of a server left in
+        # maint are then load balanced with the configured weights again).
+        yield from st.mover.unsteer()
         return FlowResult("failed", str(exc), dict(st.phases), dict(st.errors), st.batches_done)
     total = len(plan.batches)
     return FlowResult("completed", f"all {len(plan.targets)} servers updated in {total} "
@@ -156,9 +181,9 @@ def _rolling(st: _State) -> Flow[None]:
         if all(st.phase(s) is Phase.DONE for s in batch):
             st.batches_done += 1
             continue
-        yield from _capacity_guard(st, batch, k)
+        live = yield from _capacity_guard(st, batch, k)
         yield from emit(BatchStarted(k, len(batches), batch))
-        ok = yield from _batch(st, batch, k, len(batches))
+        ok = yield from _batch(st, batch, k, len(batches), live=live)
         if not ok:
             failed = [f"{s}: {st.errors.get(s, st.phase(s).value)}" for s in batch
                       if st.phase(s) is not Phase.DONE]
@@ -170,10 +195,12 @@ def _rolling(st: _State) -> Flow[None]:
 def _halves(st: _State) -> Flow[None]:
     half_a, half_b = st.plan.batches
     if not all(st.phase(s) is Phase.DONE for s in half_a):
+        live: dict[str, Server] | None = None
         if (st.in_phase(half_a, Phase.PENDING, Phase.RESTORED)
                 and not st.in_phase(half_b, *_TAKEN_OUT)):
-            yield from _capacity_guard(st, half_a, 0)
+            live = yield from _capacity_guard(st, half_a, 0)
         yield from emit(BatchStarted(0, 2, half_a))
+        yield from _steer_out(st, half_a, live, "half A")
         yield from _take_out(st, half_a)
         yield from _update(st, half_a)
         # Half A comes back to drain only: without persistence it gets no user until the switch.
@@ -194,7 +221,7 @@ def _halves(st: _State) -> Flow[None]:
         st.batches_done = 2
         return
     yield from emit(BatchStarted(1, 2, half_b))
-    ok = yield from _batch(st, half_b, 1, 2, keep_out=True)
+    ok = yield from _batch(st, half_b, 1, 2, keep_out=True, live=None)
     if not ok:
         raise _BatchFailed("half B failed (" + "; ".join(
             f"{s}: {st.errors.get(s, st.phase(s).value)}" for s in half_b
@@ -203,15 +230,16 @@ def _halves(st: _State) -> Flow[None]:
 
 
 def _batch(st: _State, batch: Sequence[str], index: int, total: int, *,
-           keep_out: bool = False) -> Flow[bool]:
+           keep_out: bool = False, live: Mapping[str, Server] | None) -> Flow[bool]:
     """One batch through every phase; True if every server ended DONE. (No ``yield`` in a
     ``finally``: a runner that stops closes the generator, and GeneratorExit forbids yielding.)"""
     try:
+        yield from _steer_out(st, batch, live, f"batch {index + 1}/{total}")
         yield from _take_out(st, batch, keep_out=keep_out)
         yield from _update(st, batch)
         yield from _bring_back(st, batch)
         yield from _ready(st, st.in_phase(batch, Phase.HEALTHY))
-        yield from _rebalance(st, st.in_phase(batch, Phase.DONE))
+        yield from _batch_back(st, batch)
     except _BatchFailed:
         yield from emit(BatchDone(index, total, False))
         raise
@@ -235,9 +263,10 @@ def _switch(st: _State, half_a: Sequence[str], half_b: Sequence[str]) -> Flow[No
 # -- batch phases ---------------------------------------------------------------------------------
 
 
-def _capacity_guard(st: _State, batch: Sequence[str], index: int) -> Flow[None]:
+def _capacity_guard(st: _State, batch: Sequence[str], index: int
+                    ) -> Flow[dict[str, Server]]:
     """Re-check capacity against the live backend before touching a batch: a server may have
-    gone down since the plan was made."""
+    gone down since the plan was made. Returns the live servers."""
     plan = st.plan
     _, servers = yield from snapshot(plan.backend)
     live = {s.name: s for s in servers}
@@ -251,6 +280,7 @@ def _capacity_guard(st: _State, batch: Sequence[str], index: int) -> Flow[None]:
             f"capacity guard: batch {index + 1} would leave {unavailable} of {len(servers)} "
             f"servers out of service ({', '.join(out) or 'none'} already out), more than "
             f"max-unavailable {plan.max_unavailable}; nothing in this batch was changed")
+    return live
 
 
 def _available(server: Server) -> bool:
@@ -276,10 +306,11 @@ def _take_out(st: _State, batch: Sequence[str], *, keep_out: bool = False) -> Fl
     draining = st.in_phase(batch, Phase.DRAINING)
     if draining:
         # Grace for pinned users: over as soon as nobody is left, at the latest drain_timeout.
-        yield from _wait_sessions(st, draining, "drain", opts.drain_timeout)
+        yield from _wait_sessions(st, draining, "drain", plan.drain_grace)
         yield from _send_or_fail(st, [cmd.set_state(plan.ref(s), "maint") for s in draining],
                                  draining, "maint", restore=() if keep_out else batch)
         yield from st.set_all(draining, Phase.MAINT)
+        yield from _evacuate(st, draining, "users of the batch")
     # Servers resumed past maint are put in maint again: after a crash or a reload, HAProxy's
     # state may not be what the journal says (setting the state they have changes nothing).
     again = st.in_phase(batch, Phase.MAINT, Phase.UPDATING, Phase.FAILED, Phase.DRAINED)
@@ -287,6 +318,7 @@ def _take_out(st: _State, batch: Sequence[str], *, keep_out: bool = False) -> Fl
     if again:
         yield from _send_or_fail(st, [cmd.set_state(plan.ref(s), "maint") for s in again],
                                  again, "maint")
+        yield from _evacuate(st, again, "users of the batch")
     in_maint = st.in_phase(batch, Phase.MAINT, Phase.DRAINED, Phase.UPDATING, Phase.FAILED)
     if not in_maint:
         return
@@ -307,6 +339,12 @@ def _take_out(st: _State, batch: Sequence[str], *, keep_out: bool = False) -> Fl
             f"batch was restored. {advice}")
     for s in st.in_phase(in_maint, Phase.MAINT):
         yield from st.set(s, Phase.DRAINED)
+    if st.plan.moves_users == "stick" and st.mover.steering:
+        # No session left: no response can pin anyone to these servers any more. Users
+        # pinned back by the last responses while idle since are moved now; then nobody can
+        # be re-dispatched from this batch, and the weights go back.
+        yield from _evacuate(st, in_maint, "users pinned back by their last responses")
+        yield from st.mover.unsteer()
 
 
 def _update(st: _State, batch: Sequence[str]) -> Flow[None]:
@@ -384,9 +422,20 @@ def _ready(st: _State, servers: Sequence[str]) -> Flow[None]:
     if not servers:
         return
     plan, opts = st.plan, st.plan.options
-    yield from _send_or_fail(st, ready_commands(plan, servers, ramped=opts.ramp > 0), servers,
-                             "ready")
-    if opts.ramp > 0:
+    # Cookie users of the batch's servers still out are load balanced until those are back:
+    # the servers returning now must not take them if they serve another version.
+    still_away = [s for s in st.batch if st.phase(s) in _AWAY and s not in servers]
+    steering = st.mover.steering or bool(plan.moves_users == "cookie" and st.receiver_version
+                                         and still_away)
+    ramped = opts.ramp > 0 and not steering
+    temporary = (_returned_weights(st, servers)
+                 if steering and plan.moves_users == "cookie" and still_away else None)
+    yield from _send_or_fail(st, ready_commands(plan, servers, ramped=ramped, weights=temporary),
+                             servers, "ready")
+    st.mover.forget(servers)
+    if temporary is not None:
+        st.mover.remember(temporary)
+    elif ramped:
         steps = len(ramp_weights(1)) - 1
         for k in range(1, steps + 1):
             yield from sleep(opts.ramp / steps, "ramp")
@@ -395,41 +444,188 @@ def _ready(st: _State, servers: Sequence[str]) -> Flow[None]:
     yield from _verify(st, servers)
 
 
-def _rebalance(st: _State, returned: Sequence[str]) -> Flow[None]:
-    """Re-pin a fair share of stick-table users onto servers that just came back."""
+# -- moving users (promises 1 and 2; see rollout/moves.py) -------------------------------------
+
+
+def _in_service(live: Mapping[str, Server]) -> list[str]:
+    return [s for s, server in live.items() if _available(server)]
+
+
+def _loads(st: _State, servers: Sequence[str]) -> Flow[tuple[dict[str, float], str]]:
+    """The load of ``servers``: users per server for stick tables (exact, from the table),
+    requests per second for cookies (measured)."""
+    if st.plan.moves_users == "stick":
+        pins = yield from st.mover.pins(None)
+        st.counts = {s: float(len(pins.get(s, ()))) for s in st.plan.servers}
+        return {s: st.counts.get(s, 0.0) for s in servers}, "users"
+    rates = yield from measure_rates(st.plan, servers)
+    return rates, "req/s"
+
+
+def _steer_out(st: _State, batch: Sequence[str], live: Mapping[str, Server] | None,
+               label: str) -> Flow[None]:
+    """Before a batch leaves load balancing: choose where its users go (servers of one
+    version) and set the weights that send them there, in proportion to what each receiver
+    should take for the load to end even."""
     plan = st.plan
-    table = plan.rebalance_table
-    if table is None or not returned:
+    st.receivers, st.receiver_version, st.batch = [], "", tuple(batch)
+    if plan.moves_users is None:
         return
-    # Servers outside the rollout (left out of --groups) are in service too: count them.
-    in_service = [s for s in plan.servers
-                  if s not in plan.skipped
-                  and st.phases.get(s, Phase.PENDING) in (Phase.DONE, Phase.PENDING)
-                  and plan.servers[s].admin_state is AdminState.READY]
-    names = {snap.id: name for name, snap in plan.servers.items() if snap.id is not None}
-    counts: dict[str, int] = {}
-    for round_ in range(_REBALANCE_ROUNDS):
-        if round_:
-            # Users whose in-flight request re-pinned them to the old server are idle again.
-            yield from sleep(_REBALANCE_PAUSE, "rebalance")
-        _, contents = yield from read_table(table)
-        # Between servers on the new version only (see rebalance.py): the ones that just came
-        # back, and any other updated server below its fair share, receive.
-        updated = [s for s in in_service if st.phases.get(s) is Phase.DONE]
-        moves = plan_moves(contents.entries, names, in_service=in_service, targets=updated,
-                           sources=updated)
-        if not moves:
-            break
-        commands: list[Command] = []
-        for key, target in moves:
-            commands += [cmd.clear_table(table, key=key),
-                         cmd.set_table(table, key, {"server_id": plan.servers[target].id or 0})]
-            counts[target] = counts.get(target, 0) + 1
-        yield from send(commands, "rebalance")
-    if any(counts.values()):
-        yield from emit(Notice(None, f"re-pinned {sum(counts.values())} users onto "
-                                     + ", ".join(f"{t} ({n})" for t, n in counts.items() if n)
-                                     + f" (stick table {table})"))
+    if live is None:
+        _, servers = yield from snapshot(plan.backend)
+        live = {s.name: s for s in servers}
+    away = [s for s in batch if st.phase(s) in (Phase.PENDING, Phase.RESTORED, *_AWAY)]
+    if not away:
+        return
+    in_service = [s for s in _in_service(live) if s not in batch]
+    if not in_service:
+        return
+    loads, unit = yield from _loads(st, [*in_service, *[s for s in batch if s in live]])
+    caps = st.mover.capacities(loads)
+    yield from report_load(f"{label}: before", loads, unit, in_service + list(away), caps)
+    # A server of weight 0 takes no load-balanced user by configuration: never a receiver.
+    weighted = [s for s in in_service if plan.weight(s) > 0]
+    if not weighted:
+        return
+    new = [s for s in weighted if st.version(s) == "new"]
+    old = [s for s in weighted if st.version(s) == "old"]
+    moving = sum(loads.get(s, 0.0) for s in batch)
+    receivers, version = _receivers(new, old, loads, caps, moving)
+    st.receivers, st.receiver_version = receivers, version
+    inflow = water_fill(moving, loads, caps, receivers)
+    others = [s for s in in_service if s not in receivers]
+    if not others and len(set(plan.weight(s) for s in receivers)) <= 1 and \
+            len({round(v, 6) for v in inflow.values()}) <= 1:
+        return  # one version in service and an even split: the configured weights do it
+    yield from st.mover.steer(inflow, others,
+                              f"steer {label}'s users to the {version} version")
+    yield from st.note(f"steer:{label}", None,
+                       f"{label}: its users go to {', '.join(receivers)} ({version} version); "
+                       + (f"{', '.join(others)} take no load-balanced user meanwhile "
+                          "(weight 0, pinned users still served)" if others else
+                          "weights set in proportion to what each should take"))
+
+
+def _receivers(new: Sequence[str], old: Sequence[str], loads: Mapping[str, float],
+               caps: Mapping[str, float], moving: float) -> tuple[list[str], str]:
+    if not new:
+        return list(old), "old"
+    if not old:
+        return list(new), "new"
+    fair = load_level(loads, caps, [*new, *old]) + moving / sum(caps[s] for s in [*new, *old])
+    new_level = load_level(loads, caps, new) + moving / sum(caps[s] for s in new)
+    if new_level <= fair * (1 + _MARGIN):
+        return list(new), "new"
+    old_level = load_level(loads, caps, old) + moving / sum(caps[s] for s in old)
+    return (list(new), "new") if new_level <= old_level else (list(old), "old")
+
+
+def _evacuate(st: _State, servers: Sequence[str], what: str) -> Flow[None]:
+    """Stick tables: re-pin the users of ``servers`` (in maint) onto the receivers, the
+    emptiest first. Safe for promise 1: a request still running on a server in maint can
+    only pin its user back to that server, whose persistence HAProxy ignores, so the user's
+    next request is load balanced, and the weights send it to the receivers' version."""
+    if st.plan.moves_users != "stick" or not st.receivers or not servers:
+        return
+    pins = yield from st.mover.pins(list(servers))
+    leaving = {s: pins.get(s, []) for s in servers}
+    if not any(leaving.values()):
+        return
+    counts = {r: st.counts.get(r, 0.0) for r in st.receivers}
+    moves = evacuate(leaving, counts, st.mover.capacities(st.receivers), st.receivers,
+                     moves=st.mover.moves)
+    done = yield from st.mover.repin(moves, "re-pin " + what)
+    for _, target in moves:
+        st.counts[target] = st.counts.get(target, 0.0) + 1
+    for s in servers:
+        st.counts[s] = 0.0
+    if done:
+        yield from emit(Notice(None, f"re-pinned {done} {what} onto "
+                                     + ", ".join(sorted({t for _, t in moves}))
+                                     + f" (stick table {st.plan.rebalance_table})"))
+
+
+def _returned_weights(st: _State, servers: Sequence[str]) -> dict[str, int]:
+    """Weights for servers of the batch back in service while others of it are still out
+    (cookies): the users of those may still be load balanced. A returned server takes them
+    only if it serves the receivers' version (it is empty: it gets the largest steering
+    weight); else none until the whole batch is back."""
+    if st.receiver_version == "new":
+        top = max(st.mover.weights.values(), default=0) or MAX_WEIGHT
+        return {s: top for s in servers}
+    return {s: 0 for s in servers}
+
+
+def _batch_back(st: _State, batch: Sequence[str]) -> Flow[None]:
+    """The batch is back (or failed): nobody can be re-dispatched from it any more once no
+    server of it is out, so the weights go back (with the ramp, if asked)."""
+    if st.in_phase(batch, *_AWAY) or not st.mover.steering:
+        return
+    done = st.in_phase(batch, Phase.DONE)
+    opts = st.plan.options
+    if opts.ramp > 0 and done:
+        # The ready step skipped the ramp while steering: ramp now from the first step.
+        yield from send(ramp_commands(st.plan, done, 0), "ramp start")
+        st.mover.forget(done)
+        yield from st.mover.unsteer()
+        steps = len(ramp_weights(1)) - 1
+        for k in range(1, steps + 1):
+            yield from sleep(opts.ramp / steps, "ramp")
+            yield from _send_or_fail(st, ramp_commands(st.plan, done, k), done, "ramp weight")
+        return
+    yield from st.mover.unsteer()
+
+
+def _normalize(st: _State) -> Flow[None]:
+    """On resume: a stopped rollout may have left temporary weights on servers in service,
+    and, if it stopped during the final even-out (every batch done), a server in maint for
+    a pulse. Put those back; leave everything else to the flow (which re-asserts the state of
+    the batch in progress) and to the operator."""
+    plan = st.plan
+    _, servers = yield from snapshot(plan.backend)
+    live = {s.name: s for s in servers}
+    all_done = all(st.phase(s) is Phase.DONE for s in plan.targets)
+    commands: list[Command] = []
+    fixed: list[str] = []
+    for name, server in live.items():
+        if name not in plan.servers or name in plan.skipped:
+            continue
+        phase = st.phases.get(name, Phase.PENDING)
+        if phase is Phase.DONE and all_done and server.admin_state is AdminState.MAINT \
+                and plan.servers[name].admin_state is not AdminState.MAINT:
+            commands += ready_commands(plan, [name], ramped=False)
+            fixed.append(f"{name} back in service (an even-out pulse was cut short)")
+        elif phase in (Phase.PENDING, Phase.RESTORED, Phase.DONE) \
+                and server.weight is not None and server.weight != plan.weight(name):
+            commands.append(cmd.set_weight(plan.ref(name), plan.weight(name)))
+            fixed.append(f"{name} weight {server.weight} -> {plan.weight(name)}")
+    if commands:
+        yield from send(commands, "restore weights and states")
+        yield from emit(Notice(None, "resume: put back what the stopped rollout left: "
+                                     + "; ".join(fixed)))
+
+
+def _final_balance(st: _State) -> Flow[None]:
+    """Every server on the new version: even out the users (nobody can flip any more, all
+    servers serve the same version). Stick tables: re-pin from the busiest to the emptiest.
+    Cookies: short maint pulses on the busiest while weights send the users they shed to
+    the emptiest (see rollout/pulses.py)."""
+    plan = st.plan
+    if plan.moves_users is None:
+        return
+    _, servers = yield from snapshot(plan.backend)
+    live = {s.name: s for s in servers}
+    group = [s for s in _in_service(live) if st.version(s) == "new"]
+    if len(group) < 2:
+        return
+    caps = st.mover.capacities(group)
+    if plan.moves_users == "stick":
+        yield from level_stick(plan, st.mover, group, caps)
+    else:
+        out = len(live) - len(_in_service(live))
+        others = [s for s in plan.servers if s not in group and s not in plan.skipped]
+        yield from level_cookie(plan, st.mover, group, caps,
+                                max_out=plan.max_unavailable - out, others=others)
 
 
 def _verify(st: _State, servers: Sequence[str]) -> Flow[None]:

@@ -22,7 +22,8 @@ class RolloutOptions:
     batch): ``groups`` are explicit lists of server names.
 
     Times are seconds. ``drain_timeout`` is the grace given to users pinned to a server in
-    ``drain`` before it goes to ``maint``; ``sessions_timeout`` bounds the wait for in-flight
+    ``drain`` before it goes to ``maint`` (None: automatic, see ``Plan.drain_grace``);
+    ``sessions_timeout`` bounds the wait for in-flight
     requests in ``maint``; ``kill_after`` (opt-in) shuts down sessions still open after that
     long in ``maint``; ``health_timeout`` bounds the wait for checks after the update; ``settle``
     replaces that wait for servers without checks; ``ramp`` brings the weight back in steps over
@@ -36,7 +37,7 @@ class RolloutOptions:
     #: Servers that may be out of service at once, counting those already down or in maint.
     #: Default: the batch size (no server may already be down).
     max_unavailable: int | None = None
-    drain_timeout: float = 10.0
+    drain_timeout: float | None = None
     sessions_timeout: float = 120.0
     kill_after: float | None = None
     health_timeout: float = 60.0
@@ -48,12 +49,18 @@ class RolloutOptions:
     allow_version_flips: bool = False
     #: Also update servers that are in maint or drain before the rollout (returned to that state).
     include_disabled: bool = False
-    #: Re-pin stick-table users onto each batch as it comes back (see rollout/rebalance.py).
+    #: Keep the load even while users are moved: steering weights, stick-table re-pins and,
+    #: for cookies, maint pulses at the end (see rollout/moves.py).
     rebalance: bool = True
+    #: The final even-out stops once the busiest server is within this fraction of the mean.
+    balance_tolerance: float = 0.10
+    #: Upper bound of the final even-out, in seconds.
+    balance_timeout: float = 30.0
 
     def __attrs_post_init__(self) -> None:
         for name in ("drain_timeout", "sessions_timeout", "kill_after", "health_timeout",
-                     "settle", "ramp", "exec_timeout", "poll_interval"):
+                     "settle", "ramp", "exec_timeout", "poll_interval", "balance_tolerance",
+                     "balance_timeout"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool)
                                       or not isinstance(value, int | float)

@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from haproxyctl import commands as cmd
+from haproxyctl.configcheck import Finding
 from haproxyctl.errors import HAProxyError
 from haproxyctl.models.server import Server
 from haproxyctl.models.stat import BackendStat
@@ -136,6 +137,42 @@ class Plan:
     notes: tuple[str, ...] = ()
     #: The stick table whose users are re-spread onto servers coming back (None: no rebalance).
     rebalance_table: str | None = None
+    #: The backend's balance algorithm (``show stat`` ``algo``), None in journals before it.
+    algo: str | None = None
+
+    @property
+    def drain_grace(self) -> float:
+        """How long a batch stays in drain before maint (``--drain-timeout``, else automatic).
+
+        The grace lets users pinned to a server finish on it, but it ends early only when the
+        server has been quiet for a second, which a busy server never is: under load it always
+        lasts the whole timeout, and the page views cut at maint are the same whenever maint
+        comes. When haproxyctl moves the users itself (steering weights, re-pins), keeping
+        them on a server about to leave only makes the others' load uneven, so the automatic
+        grace is 0 then; 10 s otherwise (no persistence, ``--no-rebalance``)."""
+        if self.options.drain_timeout is not None:
+            return self.options.drain_timeout
+        return 0.0 if self.moves_users is not None else 10.0
+
+    @property
+    def static_algo(self) -> bool:
+        """Weights other than 0% and 100% are refused (static-rr, map-based hashing)."""
+        return (self.algo or "") in _STATIC_ALGOS
+
+    @property
+    def moves_users(self) -> str | None:
+        """How haproxyctl keeps load even while it moves users: "stick" (re-pins entries of
+        ``rebalance_table``), "cookie" (steering weights and maint pulses), or None (no
+        persistence, or ``--no-rebalance``). A backend with both a cookie and a stick table
+        routes by the cookie first (``http_ana.c`` assigns the server before the stick rules
+        run), so it is treated as a cookie backend."""
+        if not self.options.rebalance:
+            return None
+        if self.persistence.startswith("cookie"):
+            return "cookie"
+        if self.rebalance_table is not None:
+            return "stick"
+        return None
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -164,15 +201,27 @@ class Plan:
             return steps
         for k, batch in enumerate(self.batches, 1):
             label = f"batch {k}/{len(self.batches)}"
+            if self.moves_users is not None:
+                steps.append((f"{label}: measure the load, then set temporary weights so its "
+                              "users land on servers of one version (decided at run time)",
+                              []))
             steps += _take_out(self, batch, label)
+            if self.moves_users == "stick":
+                steps.append((f"{label}: re-pin its users in stick table "
+                              f"{self.rebalance_table} (clear table/set table per key, "
+                              "decided at run time), restore the weights once it has no "
+                              "session", []))
             steps += _bring_back(self, batch, label)
             steps.append((f"{label}: ready with the original weight{ramp_note}",
                           ready_commands(self, batch, ramped=ramped)))
             steps += _ramp_steps(self, batch, label)
-            if self.rebalance_table:
-                steps.append((f"{label}: re-pin users from the busiest servers to "
-                              f"{', '.join(batch)} in stick table {self.rebalance_table} "
-                              "(clear table/set table per key, decided at run time)", []))
+        if self.moves_users == "stick":
+            steps.append(("end: even out the users: re-pin from the busiest servers to the "
+                          "emptiest (decided at run time)", []))
+        elif self.moves_users == "cookie":
+            steps.append(("end: even out the users: short maint pulses on the busiest servers "
+                          "while weights steer their users to the emptiest (decided at run "
+                          "time)", []))
         return steps
 
     def weight(self, server: str) -> int:
@@ -188,6 +237,7 @@ class Plan:
             "skipped": list(self.skipped), "max_unavailable": self.max_unavailable,
             "persistence": self.persistence, "options": _options_dict(self.options),
             "notes": list(self.notes), "rebalance_table": self.rebalance_table,
+            "algo": self.algo,
         }
 
     @classmethod
@@ -202,6 +252,7 @@ class Plan:
             skipped=tuple(d["skipped"]), max_unavailable=d["max_unavailable"],
             persistence=d["persistence"], options=RolloutOptions(**o),
             notes=tuple(d.get("notes", ())), rebalance_table=d.get("rebalance_table"),
+            algo=d.get("algo"),
         )
 
 
@@ -218,7 +269,7 @@ def _take_out(plan: Plan, batch: Sequence[str], label: str, *,
     steps: list[tuple[str, list[Command]]] = []
     if not already_draining:
         steps.append((f"{label}: drain (pinned users still served for up to "
-                      f"{plan.options.drain_timeout:g}s)",
+                      f"{plan.drain_grace:g}s)",
                       [cmd.set_state(r, "drain") for r in refs]))
     steps.append((f"{label}: maint, then wait for 0 sessions and an empty queue (up to "
                   f"{plan.options.sessions_timeout:g}s)",
@@ -266,12 +317,19 @@ def return_commands(plan: Plan, servers: Sequence[str]) -> list[Command]:
     return out
 
 
-def ready_commands(plan: Plan, servers: Sequence[str], *, ramped: bool) -> list[Command]:
-    """Weight first (the original one, or the first ramp step), then the original state."""
+def ready_commands(plan: Plan, servers: Sequence[str], *, ramped: bool,
+                   weights: Mapping[str, int] | None = None) -> list[Command]:
+    """Weight first (the original one, the first ramp step, or the temporary weight given in
+    ``weights``), then the original state: one write, so the server never takes users with
+    another weight."""
     out: list[Command] = []
     for s in servers:
         weight = plan.weight(s)
-        out.append(cmd.set_weight(plan.ref(s), ramp_weights(weight)[0] if ramped else weight))
+        if weights is not None and s in weights:
+            weight = weights[s]
+        elif ramped:
+            weight = ramp_weights(weight)[0]
+        out.append(cmd.set_weight(plan.ref(s), weight))
         out.append(cmd.set_state(plan.ref(s), plan.servers[s].admin_state))
     return out
 
@@ -324,6 +382,11 @@ def batches_for(names: Sequence[str], options: RolloutOptions
     return tuple(tuple(names[i:i + size]) for i in range(0, len(names), size))
 
 
+# Informational findings worth a note before a rollout (the others describe the usual setup).
+_NOTED_INFO = frozenset({"ignore-persist", "stick-match-only", "stick-store-response",
+                         "cookie-preserve"})
+
+
 def make_plan(
     backend: str,
     servers: Sequence[Server],
@@ -332,12 +395,24 @@ def make_plan(
     options: RolloutOptions,
     *,
     persistence: str | None = None,
+    config_findings: Sequence[Finding] = (),
 ) -> Plan:
-    """Plan a rollout of ``backend`` (see module docstring). Raises PlanError."""
+    """Plan a rollout of ``backend`` (see module docstring). Raises PlanError.
+
+    ``config_findings`` come from reading HAProxy's configuration (``configcheck``): an error
+    (``option persist``, ``force-persist``: users pinned to a server in maint keep reaching
+    it, so requests fail while it is updated) refuses the rollout; warnings become notes."""
     if not servers:
         raise PlanError(f"backend {backend!r} has no servers")
+    errors = [f for f in config_findings if f.severity == "error"]
+    if errors:
+        raise PlanError("the HAProxy configuration defeats maint for this backend, so a "
+                        "rollout cannot drain it without failed requests: " + "; ".join(
+                            f"line {f.line} ({f.section}): {f.message}" for f in errors))
     snaps = {s.name: ServerSnapshot.of(s) for s in servers}
-    notes: list[str] = []
+    notes: list[str] = [f"configuration line {f.line} ({f.section}): {f.message}"
+                        for f in config_findings
+                        if f.severity == "warning" or f.code in _NOTED_INFO]
     detected = detect_persistence(backend_stat, tables)
     kind = persistence or detected.kind
     disabled = [n for n, s in snaps.items() if s.admin_state is not AdminState.READY]
@@ -401,18 +476,27 @@ def make_plan(
         notes.append(f"no health check on {', '.join(unchecked)}: after the update they wait "
                      f"{options.settle:g}s (--settle) instead of passing checks")
     rebalance_table = None
-    if options.rebalance and detected.tables:
+    if options.rebalance and detected.tables and not kind.startswith("cookie"):
         rebalance_table = detected.tables[0]
-        notes.append(f"users pinned in stick table {rebalance_table} are re-spread onto each "
-                     "batch as it comes back, so the load stays even (--no-rebalance to keep "
-                     "them where they are)")
+        notes.append(f"stick table {rebalance_table}: the users of each batch are re-pinned "
+                     "onto servers of one version, the emptiest first, while temporary "
+                     "weights steer re-dispatched users there too; at the end every server's "
+                     "users are evened out (--no-rebalance to leave them where maint sends "
+                     "them)")
+    elif options.rebalance and kind.startswith("cookie"):
+        notes.append("cookie persistence: while a batch is out, temporary weights send its "
+                     "users to servers of one version, in proportion to their measured load; "
+                     "at the end, short maint pulses on the busiest servers even out the users "
+                     "(cookies cannot be rewritten from the CLI; --no-rebalance to skip)")
     elif kind.startswith("cookie") and len(batches) > 1:
-        notes.append("cookie persistence: users moved off a batch stay on the servers they "
-                     "landed on, so servers updated last get new users only until cookies "
-                     "expire (see docs/rollout.md)")
+        notes.append("--no-rebalance with cookie persistence: users moved off a batch are "
+                     "load balanced over every server in service, old and new, and stay where "
+                     "they land; a user with parallel requests may see the new version and "
+                     "then the old one (see docs/rollout.md)")
     if options.strategy == "halves" and kind != "none":
         notes.append(f"halves on a backend with {kind} persistence: pinned users stay on "
                      "half B until the switch")
     return Plan(backend=backend, strategy=options.strategy, batches=batches, servers=snaps,
                 skipped=tuple(skipped), max_unavailable=max_unavailable, persistence=kind,
-                options=options, notes=tuple(notes), rebalance_table=rebalance_table)
+                options=options, notes=tuple(notes), rebalance_table=rebalance_table,
+                algo=backend_stat.algo)

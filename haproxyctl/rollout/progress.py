@@ -8,6 +8,7 @@ import json
 from typing import TextIO
 
 from haproxyctl.rollout.events import (
+    Balance,
     BatchDone,
     BatchStarted,
     Event,
@@ -71,6 +72,8 @@ class PlainLines:
             return f"  waiting ({event.what}, {event.elapsed:.0f}/{event.timeout:.0f}s): {detail}"
         if isinstance(event, Notice):
             return f"  note: {event.message}"
+        if isinstance(event, Balance):
+            return f"  load ({event.stage}): {format_load(event)}"
         if isinstance(event, BatchDone):
             return f"batch {event.index + 1}/{event.total} {'done' if event.ok else 'FAILED'}"
         if isinstance(event, RolloutFinished):
@@ -88,6 +91,7 @@ class LiveView:
         self.phase: dict[str, str] = {}
         self.detail: dict[str, str] = {}
         self.notes: list[str] = []
+        self.load = ""
         self.elapsed = 0.0
         self._drawn = 0
 
@@ -108,6 +112,8 @@ class LiveView:
                 self.detail[s] = f"{event.what}: {v} ({event.elapsed:.0f}/{event.timeout:.0f}s)"
         elif isinstance(event, Notice):
             self.notes.append(event.message)
+        elif isinstance(event, Balance):
+            self.load = f"load ({event.stage}): {format_load(event)}"
         elif isinstance(event, RolloutFinished):
             self._draw()
             self.out.write(format_report(event.report) + "\n")
@@ -120,11 +126,19 @@ class LiveView:
         width = max((len(s) for s in self.phase), default=0)
         for s, p in self.phase.items():
             lines.append(f"  {s.ljust(width)}  {p:<9}  {self.detail.get(s, '')}"[:160])
+        if self.load:
+            lines.append(f"  {self.load}"[:160])
         lines += [f"  note: {n}"[:160] for n in self.notes[-3:]]
         up = f"\033[{self._drawn}F" if self._drawn else ""
         self.out.write(up + "".join(f"\033[2K{line}\n" for line in lines))
         self.out.flush()
         self._drawn = len(lines)
+
+
+def format_load(balance: Balance) -> str:
+    """``s1 12  s2 11  s3 13 req/s, busiest 1.08x the mean``."""
+    per = "  ".join(f"{s} {v:g}" for s, v in balance.loads.items())
+    return f"{per} {balance.unit}, busiest {balance.imbalance:.2f}x the mean"
 
 
 def format_report(report: RolloutReport) -> str:
@@ -140,6 +154,13 @@ def format_report(report: RolloutReport) -> str:
         was = f"was {o.original_state}/weight {o.original_weight}"
         err = f"  error: {o.error}" if o.error else ""
         rows.append(f"  {o.server.ljust(width)}  {o.phase.value:<9}  now {live}  ({was}){err}")
+    if report.loads:
+        shown = list(report.loads)
+        if len(shown) > 8:  # the first, the worst and the last few stages
+            worst = max(shown[1:-3], key=lambda b: b.imbalance)
+            shown = [shown[0], worst, *shown[-3:]]
+        rows.append("  load of the servers in service:")
+        rows += [f"    {b.stage}: {format_load(b)}" for b in shown]
     return "\n".join([head, *rows])
 
 

@@ -22,10 +22,12 @@ from typing import Any
 
 import attrs
 
+from haproxyctl import commands as cmd
 from haproxyctl.client import Client
 from haproxyctl.errors import HAProxyError, HAProxyTimeout, TransportError
 from haproxyctl.protocol.encode import Command
 from haproxyctl.rollout.events import (
+    Balance,
     Event,
     Phase,
     PhaseChanged,
@@ -35,13 +37,14 @@ from haproxyctl.rollout.events import (
 )
 from haproxyctl.rollout.flow import FlowResult
 from haproxyctl.rollout.journal import Journal
-from haproxyctl.rollout.plan import Plan, restore_commands
+from haproxyctl.rollout.plan import Plan, ready_commands, restore_commands
+from haproxyctl.rollout.rebalance import Pin, owners_of
 from haproxyctl.rollout.steps import (
     Emit,
     Flow,
     Now,
     Probe,
-    ReadTable,
+    ReadPins,
     Send,
     Sleep,
     Snapshot,
@@ -84,7 +87,7 @@ class Runner:
     def __init__(
         self,
         client: Client,
-        updater: Updater,
+        updater: Updater | None,
         *,
         journal: Journal | None,
         stop: StopSignal | None = None,
@@ -104,6 +107,7 @@ class Runner:
         self._start = self.clock()
         self.waited = 0.0
         phases: dict[str, Phase] = {}
+        self._loads: list[Balance] = []
         result: FlowResult | None = None
         status, message, cause = "failed", "", None
         try:
@@ -118,6 +122,8 @@ class Runner:
                     break
                 if isinstance(step, Emit):
                     event = attrs.evolve(step.event, at=self.clock() - self._start)
+                    if isinstance(event, Balance):
+                        self._loads.append(event)
                     if isinstance(event, PhaseChanged):
                         phases[event.server] = event.phase
                         if self.journal is not None:
@@ -129,7 +135,7 @@ class Runner:
                     # Never act on a reloaded HAProxy with this rollout's assumptions.
                     self.client.connection.current_process()
                 self._check_same_process()
-                value = self._perform(step)
+                value = self.perform(step)
                 self._check_same_process()
                 step = flow.send(value)
         except StopIteration as done:
@@ -182,7 +188,8 @@ class Runner:
             "expected state again) or --abort" if self.journal is not None else
             "The rollout stopped (no journal): check the servers")
 
-    def _perform(self, step: Step) -> Any:
+    def perform(self, step: Step) -> Any:
+        """Perform one step (not an Emit) and return what the flow gets back."""
         if isinstance(step, _ACTIONS) and self.journal is not None:
             self.journal.sync()
         if isinstance(step, Send):
@@ -190,9 +197,8 @@ class Runner:
         if isinstance(step, Probe):
             stats = self.client.server_stats_of(step.refs)
             return self.clock(), stats
-        if isinstance(step, ReadTable):
-            table = self.client.table(step.table)
-            return self.clock(), table
+        if isinstance(step, ReadPins):
+            return self.clock(), read_pins(self.client, step)
         if isinstance(step, Snapshot):
             servers = self.client.servers(step.backend)
             return self.clock(), servers
@@ -205,6 +211,8 @@ class Runner:
         if isinstance(step, Now):
             return self.clock()
         if isinstance(step, Update):
+            if self.updater is None:
+                raise TypeError("this flow has no updater")  # pragma: no cover
             t0 = self.clock()
             outcomes = self.updater.run(step.targets)
             self.waited += self.clock() - t0
@@ -241,7 +249,25 @@ class Runner:
             elapsed=self.clock() - self._start, waited=self.waited,
             batches_done=result.batches_done if result is not None else sum(
                 1 for b in plan.batches if all(phases.get(s) is Phase.DONE for s in b)),
-            batches_total=len(plan.batches), cause=cause)
+            batches_total=len(plan.batches), cause=cause, loads=tuple(self._loads))
+
+
+def read_pins(client: Client, step: ReadPins) -> dict[str, list[Pin]]:
+    """Who the table pins where: one filtered read per server when a few are asked for (a
+    big table is then not read whole), else one read of the whole table."""
+    names = dict((i, n) for n, i in step.names)
+    if step.servers is None or len(step.servers) * 4 > max(len(step.names), 1):
+        # Streamed: a table of 100,000 users is never held as entry objects.
+        with client.iter_table(step.table) as reader:
+            pins = owners_of(reader, names)
+        if step.servers is None:
+            return pins
+        return {n: pins.get(n, []) for n, _ in step.servers}
+    out: dict[str, list[Pin]] = {}
+    for name, sid in step.servers:
+        with client.iter_table(step.table, where=[f"server_id eq {sid}"]) as reader:
+            out[name] = owners_of(reader, names).get(name, [])
+    return out
 
 
 def abort_targets(plan: Plan, phases: dict[str, Phase]) -> tuple[list[str], list[Command]]:
@@ -249,4 +275,11 @@ def abort_targets(plan: Plan, phases: dict[str, Phase]) -> tuple[list[str], list
     them back to their original weight and state."""
     servers = [s for s in plan.targets
                if phases.get(s, Phase.PENDING).untouched and phases.get(s) is not Phase.SKIPPED]
-    return servers, restore_commands(plan, servers)
+    # Temporary weights and even-out pulses end too: servers already updated go back in
+    # service with their weight, and servers outside the rollout get their weight back.
+    done = [s for s in plan.targets if phases.get(s) is Phase.DONE]
+    outside = [s for s in plan.servers
+               if s not in plan.targets and s not in plan.skipped]
+    commands = restore_commands(plan, servers) + ready_commands(plan, done, ramped=False)
+    commands += [cmd.set_weight(plan.ref(s), plan.weight(s)) for s in outside]
+    return servers, commands

@@ -22,12 +22,14 @@ from haproxyctl.models.table import StickTable
 from haproxyctl.protocol.encode import Command, ServerRef
 from haproxyctl.protocol.replies import Reply
 from haproxyctl.rollout.events import Event
+from haproxyctl.rollout.rebalance import Pin
 
 __all__ = [
     "Emit",
     "Flow",
     "Now",
     "Probe",
+    "ReadPins",
     "ReadTable",
     "Send",
     "Sleep",
@@ -39,6 +41,7 @@ __all__ = [
     "emit",
     "now",
     "probe",
+    "read_pins",
     "read_table",
     "send",
     "sleep",
@@ -77,6 +80,20 @@ class ReadTable:
     """Read a stick table's entries; result: (now, StickTable)."""
 
     table: str
+
+
+@attrs.frozen
+class ReadPins:
+    """Read who a stick table pins where; result: (now, {server name: [Pin, ...]}).
+
+    ``servers`` maps server names to their ids; only entries owned by those servers are
+    returned (read with ``data.server_id`` filters when they are few), all of them when None.
+    The owner is ``server_key`` if the entry has one, else the server of ``server_id``."""
+
+    table: str
+    servers: tuple[tuple[str, int], ...] | None
+    #: Every server of the backend (name, id), to name the owners of ``server_id`` entries.
+    names: tuple[tuple[str, int], ...] = ()
 
 
 @attrs.frozen
@@ -127,7 +144,7 @@ class Emit:
     event: Event
 
 
-Step = Send | Probe | Snapshot | ReadTable | Sleep | Now | Update | Emit
+Step = Send | Probe | Snapshot | ReadTable | ReadPins | Sleep | Now | Update | Emit
 Flow = Generator[Step, Any, T]
 
 
@@ -149,6 +166,12 @@ def snapshot(backend: str) -> Flow[tuple[float, list[Server]]]:
 def read_table(table: str) -> Flow[tuple[float, StickTable]]:
     result = yield ReadTable(table)
     return cast("tuple[float, StickTable]", result)
+
+
+def read_pins(table: str, servers: Sequence[tuple[str, int]] | None,
+              names: Sequence[tuple[str, int]]) -> Flow[tuple[float, dict[str, list[Pin]]]]:
+    result = yield ReadPins(table, None if servers is None else tuple(servers), tuple(names))
+    return cast("tuple[float, dict[str, list[Pin]]]", result)
 
 
 def sleep(seconds: float, reason: str = "") -> Flow[float]:

@@ -86,11 +86,13 @@ class Users:
 
     def __init__(self, lab: Lab, backend: str, *, n_users: int = 14,
                  persistence: UserPersistence | None, slow_fraction: float = 0.0,
-                 slow_seconds: float = 0.0, max_seconds: float = 120.0, seed: int = 1) -> None:
+                 slow_seconds: float = 0.0, max_seconds: float = 120.0, seed: int = 1,
+                 think_time: float = 0.05, browsers: int = 0, connections: int = 4) -> None:
         self.sim = UserSimulation("127.0.0.1", lab.frontend_port(backend), n_users=n_users,
                                   persistence=persistence, slow_fraction=slow_fraction,
                                   slow_seconds=slow_seconds, max_requests=100_000,
-                                  max_seconds=max_seconds, seed=seed)
+                                  max_seconds=max_seconds, seed=seed, think_time=think_time,
+                                  browsers=browsers, connections=connections)
         self.n_users = n_users
         self.t0 = 0.0
         self._report: LoadReport | None = None

@@ -15,11 +15,17 @@ optionally, by a fixed cost per read, to model a clock that jumps):
   pinned users arriving while a server drains, ``option persist`` arrivals in maint, a new
   version that boots in N seconds (or never passes its checks), updates that fail or are
   interrupted, commands HAProxy refuses, callbacks at given times or before a snapshot;
+- users: stick-table entries (key -> server), and cookie users (user -> server) who each send
+  a request every ``user_gap`` seconds on average; a user pinned to a server out of service is
+  re-dispatched on its next request, to a server picked by weight among those in load
+  balancing (seeded, reproducible), as HAProxy does;
 - invariants checked after every command and every check result (recorded in ``violations``):
   never more than ``max_unavailable`` servers out of service, never zero servers in service,
   a server updated is never set ready before ``rise`` fresh checks passed after the update (or
   ``settle`` seconds for an unchecked server), an update only runs on a server in maint with no
-  session and an empty queue.
+  session and an empty queue; and promise 1: while users can be re-dispatched (their server
+  is out of service), every server taking load-balanced users serves one version, and a user
+  who reached the new version is never pinned or re-dispatched to the old one.
 
 Everything is recorded (commands per server, sends, updates, events) for the tests to assert on.
 """
@@ -28,9 +34,10 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import random
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from haproxyctl.errors import CommandError
 from haproxyctl.models.server import Server, join_servers
@@ -43,11 +50,12 @@ from haproxyctl.rollout.events import Event, Phase, PhaseChanged
 from haproxyctl.rollout.flow import FlowResult, rollout_flow
 from haproxyctl.rollout.options import RolloutOptions
 from haproxyctl.rollout.plan import Plan, make_plan
+from haproxyctl.rollout.rebalance import Pin
 from haproxyctl.rollout.steps import (
     Emit,
     Now,
     Probe,
-    ReadTable,
+    ReadPins,
     Send,
     Sleep,
     Snapshot,
@@ -55,6 +63,8 @@ from haproxyctl.rollout.steps import (
     Update,
     UpdateOutcome,
 )
+
+T = TypeVar("T")
 
 __all__ = [
     "BACKEND",
@@ -148,6 +158,7 @@ class SimServer:
     next_check: float = 0.0
     last_check_ok: bool = True
     fresh_passes: int = 0  #: checks passed since the last update
+    fresh_update: bool = False  #: updated since it was last set ready
     left_maint_at: float = -math.inf
     drain_since: float | None = None  #: while arrivals of pinned users apply
     arrivals_done: int = 0
@@ -261,6 +272,17 @@ class SimHAProxy:
         self.snapshots = 0
         self.update_duration = 0.0
         self.redispatch_on_maint = True
+        # users
+        self.rng = random.Random(1)
+        #: Cookie users: user -> server name; each sends a request every ``user_gap`` s.
+        self.cookie_users: dict[str, str] = {}
+        self.user_gap = 1.0
+        #: Users (stick keys or cookie users) who got an answer from the new version.
+        self.seen_new: set[str] = set()
+        #: Servers the rollout put out of service at some point (their users may be
+        #: re-dispatched while they are out).
+        self.taken_out: set[str] = set()
+        self._stot_frac: dict[str, float] = {}
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -294,12 +316,31 @@ class SimHAProxy:
         other.refuse = dict(self.refuse)
         other.update_duration = self.update_duration
         other.redispatch_on_maint = self.redispatch_on_maint
+        other.cookie_users = dict(self.cookie_users)
+        other.user_gap = self.user_gap
+        other.seen_new = set(self.seen_new)
+        other.taken_out = set(self.taken_out)
         return other
 
     def put_entries(self, owners: Mapping[str, str], use: int = 0) -> None:
         """Stick-table entries: key -> server name."""
         for key, server in owners.items():
             self.table[key] = (self.servers[server].sid, use)
+
+    def put_cookie_users(self, per_server: Mapping[str, int]) -> None:
+        """Cookie users: ``n`` users pinned to each server."""
+        for server, n in per_server.items():
+            for i in range(n):
+                self.cookie_users[f"{server}-u{i}"] = server
+
+    def users_per_server(self) -> dict[str, int]:
+        out = {n: 0 for n in self.servers}
+        for server in self.cookie_users.values():
+            out[server] += 1
+        for sid, _ in self.table.values():
+            name = next(s.name for s in self.servers.values() if s.sid == sid)
+            out[name] += 1
+        return out
 
     def at(self, t: float, fn: Callable[[SimHAProxy], None]) -> None:
         """Call ``fn`` once the simulated clock reaches ``start + t``."""
@@ -327,6 +368,21 @@ class SimHAProxy:
                 step = flow.send(value)
             except StopIteration as done:
                 result: FlowResult = done.value
+                return result
+
+    def drive(self, flow: Generator[Step, Any, T]) -> T:
+        """Drive any flow (``balance_flow``, a piece of the rollout) to its end."""
+        step: Step = next(flow)
+        while True:
+            self.steps += 1
+            if self.steps > self.max_steps:
+                flow.close()
+                raise AssertionError(f"the flow did not end within {self.max_steps} steps")
+            value = self.perform(step)
+            try:
+                step = flow.send(value)
+            except StopIteration as done:
+                result: T = done.value
                 return result
 
     @property
@@ -361,9 +417,9 @@ class SimHAProxy:
             self.snapshots += 1
             self.advance(self.read_cost)
             return self.snapshot_result()
-        if isinstance(step, ReadTable):
+        if isinstance(step, ReadPins):
             self.advance(self.read_cost)
-            return self.now, self.read_table(step.table)
+            return self.now, self.read_pins(step)
         if isinstance(step, Send):
             self.sends.append(step)
             replies = [self.apply(c) for c in step.commands]
@@ -377,6 +433,15 @@ class SimHAProxy:
 
     def advance(self, seconds: float) -> None:
         target = self.now + seconds
+        # Users' requests, in steps of at most 0.05 s so re-dispatches interleave with checks.
+        while self.cookie_users and self.now + 0.05 < target - EPS:
+            self._advance_to(self.now + 0.05)
+        self._advance_to(target)
+
+    def _advance_to(self, target: float) -> None:
+        dt = target - self.now
+        if dt > 0 and self.cookie_users:
+            self._users_act(dt)
         while True:
             nxt = min((s.next_check for s in self.servers.values() if s.checks),
                       default=math.inf)
@@ -395,6 +460,49 @@ class SimHAProxy:
                     s.next_check += s.inter
                     self.run_check(s)
         self.now = max(self.now, target)
+
+    def _users_act(self, dt: float) -> None:
+        """Each cookie user sends a request with probability 1 - exp(-dt/gap); requests are
+        counted in ``stot``; a user pinned to a server out of service is re-dispatched."""
+        p = 1.0 - math.exp(-dt / self.user_gap)
+        per: dict[str, int] = {}
+        for user in sorted(self.cookie_users):
+            server = self.servers[self.cookie_users[user]]
+            per[server.name] = per.get(server.name, 0) + 1
+            if server.up or self.rng.random() >= p:
+                continue
+            target = self._pick()
+            if target is None:
+                continue
+            self._move_user(user, target)
+        for name, n in per.items():
+            s = self.servers[name]
+            if not s.up:
+                continue
+            frac = self._stot_frac.get(name, 0.0) + n * dt / self.user_gap
+            s.stot += int(frac)
+            self._stot_frac[name] = frac - int(frac)
+
+    def _pick(self) -> SimServer | None:
+        """A server for a load-balanced request: by weight among those in load balancing."""
+        live = [x for x in self.servers.values() if x.available and x.weight > 0]
+        if not live:
+            return None
+        total = sum(x.weight for x in live)
+        r = self.rng.random() * total
+        for x in live:
+            r -= x.weight
+            if r <= 0:
+                return x
+        return live[-1]
+
+    def _move_user(self, user: str, target: SimServer) -> None:
+        if user in self.seen_new and target.version == 1:
+            self.violations.append(f"user {user} saw the new version and was re-dispatched to "
+                                   f"{target.name} (old version) at {self.elapsed:.2f}s")
+        self.cookie_users[user] = target.name
+        if target.version > 1:
+            self.seen_new.add(user)
 
     def app_ok(self, s: SimServer) -> bool:
         return self.now + EPS >= s.app_ok_from
@@ -430,11 +538,32 @@ class SimHAProxy:
         if self.require_in_service and len(out) == len(self.servers):
             self.violations.append(f"no server in service after {after} at "
                                    f"{self.elapsed:.2f}s")
+        if write_done:
+            # A server the flow gave up on (failed, left in maint) keeps the users who never
+            # came back while it was out; after a failure the weights go back to normal and
+            # those users are load balanced as HAProxy would without haproxyctl.
+            stranded = [s.name for s in self.servers.values()
+                        if not s.up and s.name in self.taken_out and self._has_users(s)
+                        and self.journal.get(s.name) is not Phase.FAILED]
+            balanced = {s.version for s in self.servers.values()
+                        if s.available and s.weight > 0}
+            if stranded and len(balanced) > 1:
+                self.violations.append(
+                    f"users of {', '.join(stranded)} can be re-dispatched to both versions "
+                    f"{sorted(balanced)} after {after} at {self.elapsed:.2f}s")
         if self.forbid_mixed_versions and write_done:
             versions = {s.version for s in self.servers.values() if s.available}
             if len(versions) > 1:
                 self.violations.append(f"versions {sorted(versions)} in service together "
                                        f"after {after} at {self.elapsed:.2f}s")
+
+    def _has_users(self, s: SimServer) -> bool:
+        """Users pinned to ``s`` (cookie users are assumed to exist unless modelled)."""
+        if s.name in self.cookie_users.values():
+            return True
+        if any(sid == s.sid for sid, _ in self.table.values()):
+            return True
+        return self.cookie is not None and not self.cookie_users
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -485,6 +614,17 @@ class SimHAProxy:
         servers = list(self.servers.values())
         return self.now, servers_from_text([self._stat_line(s) for s in servers],
                                            [self._state_line(s) for s in servers])
+
+    def read_pins(self, step: ReadPins) -> dict[str, list[Pin]]:
+        assert step.table == self.backend, step.table
+        names = {s.sid: s.name for s in self.servers.values()}
+        wanted = None if step.servers is None else {n for n, _ in step.servers}
+        out: dict[str, list[Pin]] = {}
+        for key, (sid, use) in sorted(self.table.items()):
+            owner = names.get(sid)
+            if owner is not None and (wanted is None or owner in wanted):
+                out.setdefault(owner, []).append(Pin(key, use == 0))
+        return out
 
     def read_table(self, name: str) -> StickTable:
         assert name == self.backend, name
@@ -547,10 +687,22 @@ class SimHAProxy:
             assert words[2] == self.backend
             sid = int(words[6])
             target = next(s for s in self.servers.values() if s.sid == sid)
-            if not (target.version > 1 and target.available):
-                self.violations.append(f"user {words[4]} re-pinned to {target.name}, which "
-                                       "is not in service on the new version")
-            self.table[words[4]] = (sid, self.table.get(words[4], (0, 0))[1])
+            key = words[4]
+            if not target.available:
+                self.violations.append(f"user {key} re-pinned to {target.name}, which is not "
+                                       "in service")
+            if key in self.seen_new and target.version == 1:
+                self.violations.append(f"user {key} saw the new version and was re-pinned to "
+                                       f"{target.name} (old version) at {self.elapsed:.2f}s")
+            old = self.table.get(key)
+            if old is not None and target.version == 1:
+                source = next(x for x in self.servers.values() if x.sid == old[0])
+                if source.available and source.version > 1:
+                    self.violations.append(f"user {key} moved from {source.name} (new) to "
+                                           f"{target.name} (old)")
+            self.table[key] = (sid, self.table.get(key, (0, 0))[1])
+            if target.version > 1:
+                self.seen_new.add(key)
         else:
             raise AssertionError(f"unexpected command {command.line!r}")
         self.check_invariants(repr(command.line), write_done=False)
@@ -559,8 +711,12 @@ class SimHAProxy:
     def _set_state(self, s: SimServer, new: AdminState) -> None:
         old = s.admin
         self._act(s, new.value)
-        if new is AdminState.READY and old is not AdminState.READY and s.version > 1:
+        if new is AdminState.READY and old is not AdminState.READY and s.version > 1 \
+                and s.fresh_update:
+            # (a server already serving the new version, put back from a short even-out
+            # pulse, runs the app that passed its checks: HAProxy puts it UP at once, fine)
             self._check_ready(s)
+            s.fresh_update = False
         s.admin = new
         if old is AdminState.MAINT and new is not AdminState.MAINT:
             # 2.6: leaving maint starts the server at health = rise, without a check (§3.4).
@@ -570,6 +726,8 @@ class SimHAProxy:
             s.maint_since = None
         if new is AdminState.DRAIN and old is AdminState.READY and s.version == 1:
             s.drain_since = self.now
+        if new is not AdminState.READY:
+            self.taken_out.add(s.name)
         if new is AdminState.MAINT and old is not AdminState.MAINT:
             s.drain_since = None
             s.running = False
@@ -585,16 +743,19 @@ class SimHAProxy:
                 self._redispatch(s)
 
     def _redispatch(self, s: SimServer) -> None:
-        """Users pinned to a server in maint are re-dispatched (entry rewritten) on their next
-        request: modelled at once, round robin over the servers in service."""
-        live = [x for x in self.servers.values() if x.available]
-        if not live:
-            return
-        k = 0
+        """Stick users pinned to a server in maint are re-dispatched (entry rewritten) on their
+        next request: modelled at once, by weight over the servers in load balancing."""
         for key, (sid, use) in sorted(self.table.items()):
             if sid == s.sid:
-                self.table[key] = (live[k % len(live)].sid, use)
-                k += 1
+                target = self._pick()
+                if target is None:
+                    return
+                if key in self.seen_new and target.version == 1:
+                    self.violations.append(f"user {key} saw the new version and was "
+                                           f"re-dispatched to {target.name} (old version)")
+                self.table[key] = (target.sid, use)
+                if target.version > 1:
+                    self.seen_new.add(key)
 
     def _check_ready(self, s: SimServer) -> None:
         if s.checks:
@@ -634,6 +795,7 @@ class SimHAProxy:
                 outcomes.append(UpdateOutcome(name, False, s.update_fails))
             else:
                 s.version = 2  # the new version (an update run again installs it again)
+                s.fresh_update = True
                 s.app_ok_from = self.now + s.boot
                 s.fresh_passes = 0
                 outcomes.append(UpdateOutcome(name, True, ""))
@@ -645,7 +807,10 @@ class SimHAProxy:
         return [a for _, a in self.trace[server]]
 
     def touched(self, server: str) -> bool:
-        return bool(self.trace[server]) or any(server in names for _, names in self.updates)
+        """Whether the server's state was changed or it was updated (temporary weights, which
+        the rollout sets on servers in service to steer users, do not count)."""
+        return (any(not a.startswith("weight ") for _, a in self.trace[server])
+                or any(server in names for _, names in self.updates))
 
     def events_of(self, kind: type[Event]) -> list[Event]:
         return [e for e in self.events if isinstance(e, kind)]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from haproxyctl.errors import UsageError
 from haproxyctl.models.state import AdminState
 from haproxyctl.rollout.events import (
+    Balance,
     BatchDone,
     BatchStarted,
     Notice,
@@ -21,6 +22,7 @@ from haproxyctl.rollout.events import (
     RolloutStarted,
     Waiting,
 )
+from haproxyctl.rollout.leveling import EVEN_WINDOW
 from haproxyctl.rollout.options import RolloutOptions
 from haproxyctl.rollout.plan import Plan
 
@@ -45,9 +47,12 @@ def phases_of(sim: SimHAProxy, server: str) -> list[Phase]:
 
 
 def assert_batches_in_order(sim: SimHAProxy, plan: Plan, upto: int | None = None) -> None:
-    """Every action on batch k happens before any action on batch k+1."""
+    """Every action on batch k happens before any action on batch k+1 (weights left out: the
+    rollout steers the users of a batch with the weights of the servers in service)."""
     position: dict[str, tuple[int, int]] = {}
-    for i, (server, _) in enumerate(sim.order):
+    for i, (server, action) in enumerate(sim.order):
+        if action not in SERVER_STEPS:
+            continue
         first, _last = position.get(server, (i, i))
         position[server] = (first, i)
     batches = plan.batches[:upto]
@@ -122,8 +127,9 @@ def test_each_server_goes_drain_maint_update_drain_health_down_ready() -> None:
     plan = sim.plan(RolloutOptions())
     assert sim.run(plan).status == "completed"
     for name in plan.targets:
-        assert sim.actions(name) == ["drain", "maint", "update", "drain", "health down",
-                                     "weight 10", "ready"]
+        assert steps_of(sim, name) == ["drain", "maint", "update", "drain", "health down",
+                                       "ready"]
+        assert sim.servers[name].weight == 10  # temporary weights all restored
     assert sim.violations == []
     # back through drain: 'state drain' and 'health down' in one write, per server
     writes = [[c.line for c in s.commands] for s in sim.sends]
@@ -194,7 +200,9 @@ def test_the_flow_reads_no_clock_and_timeouts_hold_in_simulated_time(
     restored_at = sim.trace["s1"][-1][0]
     # gave up once 100 simulated seconds had passed in maint, not before, and not much later
     assert 100 <= restored_at - maint_at <= 100 + 7 + 1e-6
-    assert maint_at - t0 <= 20 + 7 + 1e-6  # drain grace bounded by drain_timeout
+    drain_at = next(t for t, a in sim.trace["s1"] if a == "drain")
+    assert drain_at - t0 <= 3 * 7 + 1 + 1e-6  # three reads and a second measuring the load
+    assert maint_at - drain_at <= 20 + 7 + 1e-6  # drain grace bounded by drain_timeout
     assert sim.violations == []  # no negative or NaN sleep
 
 
@@ -203,8 +211,12 @@ def test_sleeps_never_exceed_the_poll_interval_or_the_time_left() -> None:
     plan = sim.plan(RolloutOptions(poll_interval=0.3, drain_timeout=0.5))
     assert sim.run(plan).status == "completed"
     assert sim.sleeps
-    assert all(0 <= s.seconds <= 0.3 + 1e-12 for s in sim.sleeps)
+    polls = [s for s in sim.sleeps if s.reason not in ("measure load", "pulse", "even out")]
+    assert all(0 <= s.seconds <= 0.3 + 1e-12 for s in polls)
     assert {s.reason for s in sim.sleeps} >= {"drain", "sessions", "health"}
+    # the load is measured over one second before a batch leaves (cookie persistence), and
+    # over EVEN_WINDOW around the pulses of the final even-out
+    assert {s.seconds for s in sim.sleeps if s.reason == "measure load"} <= {1.0, EVEN_WINDOW}
 
 
 # -- drain grace ------------------------------------------------------------------------------
@@ -384,8 +396,10 @@ def test_update_failure_parks_the_server_and_stops_before_the_next_batch(
         for name in batch:
             assert result.phases[name] is Phase.PENDING
             assert not sim.touched(name)
-            assert not any(f"app/{name} " in line or line.endswith(f"app/{name}")
-                           for line in sim.lines)
+            # only temporary weights, all back to what they were
+            assert not any((f"app/{name} " in line or line.endswith(f"app/{name}"))
+                           and " weight " not in line for line in sim.lines)
+            assert sim.servers[name].weight == plan.weight(name)
     assert sim.violations == []
 
 
@@ -591,27 +605,55 @@ def test_unchecked_servers_settle_even_when_settle_exceeds_health_timeout() -> N
 # -- stick-table rebalance --------------------------------------------------------------------
 
 
-def test_rebalance_re_pins_idle_users_onto_each_returning_batch_only() -> None:
+def test_stick_users_leave_each_batch_once_and_end_even() -> None:
     sim = SimHAProxy(make_servers(4), cookie=None, table=True)
+    sim.redispatch_on_maint = False  # users idle: only haproxyctl's re-pins move them
     owners = {f"u{i:02d}": f"s{1 + i % 4}" for i in range(40)}
     sim.put_entries(owners)
-    sim.table["u00"] = (sim.table["u00"][0], 1)  # a request in flight: never moved
-    u00_owner = sim.table["u00"][0]
-    plan = sim.plan(RolloutOptions())
-    assert plan.rebalance_table == "app"
+    plan = sim.plan(RolloutOptions(batch_size=2))
+    assert plan.moves_users == "stick"
+    assert plan.drain_grace == 0
     assert sim.run(plan).status == "completed"
-    assert sim.violations == []  # every re-pin went to a server on the new version, in service
-    counts = {n: 0 for n in sim.servers}
-    by_sid = {s.sid: n for n, s in sim.servers.items()}
-    for sid, _ in sim.table.values():
-        counts[by_sid[sid]] += 1
+    # every re-pin went to a server in service; nobody who reached v2 went back to v1
+    assert sim.violations == []
+    counts = sim.users_per_server()
     assert sum(counts.values()) == 40
-    assert max(counts.values()) - min(counts.values()) <= 2, counts
-    assert sim.table["u00"] == (u00_owner, 1)
-    rebalances = [s for s in sim.sends if s.label == "rebalance"]
-    assert rebalances
-    notes = [e for e in sim.events if isinstance(e, Notice) and "re-pinned" in e.message]
-    assert notes
+    assert max(counts.values()) - min(counts.values()) <= 1, counts
+    labels = [x.label for x in sim.sends]
+    assert "re-pin users of the batch" in labels
+    assert "even out" in labels
+    # batch 1's users went to batch 2 (old version), batch 2's to batch 1 (new): nobody was
+    # re-pinned more than twice, and the final even-out took users moved once
+    repins = [line.split()[4] for line in sim.lines if line.startswith("set table")]
+    assert max(repins.count(k) for k in set(repins)) <= 2
+    loads = [e for e in sim.events if isinstance(e, Balance)]
+    assert loads[-1].stage == "end"
+    assert loads[-1].imbalance == pytest.approx(1.0)
+
+
+def test_stick_users_are_steered_to_one_version_while_in_flight_responses_pin_them_back() -> None:
+    sim = SimHAProxy(make_servers(4, inflight=(2, 1.0)), cookie=None, table=True)
+    sim.put_entries({f"u{i:02d}": f"s{1 + i % 4}" for i in range(40)})
+    plan = sim.plan(RolloutOptions(batch_size=1))
+    assert sim.run(plan).status == "completed"
+    assert sim.violations == []
+    weights = [line for line in sim.lines if " weight " in line]
+    assert any(line.endswith(" weight 0") for line in weights)  # others out of balancing
+    assert all(s.weight == 10 for s in sim.servers.values())
+
+
+def test_cookie_users_end_even_after_maint_pulses() -> None:
+    sim = SimHAProxy(make_servers(4))
+    sim.put_cookie_users(dict.fromkeys(["s1", "s2", "s3", "s4"], 30))
+    plan = sim.plan(RolloutOptions(batch_size=2, health_timeout=30))
+    result = sim.run(plan)
+    assert result.status == "completed", result.message
+    assert sim.violations == []  # one version per re-dispatch, nobody back to v1
+    counts = sim.users_per_server()
+    assert sum(counts.values()) == 120
+    assert max(counts.values()) <= 1.25 * 30, counts
+    assert "pulse" in [x.label for x in sim.sends]
+    assert all(s.weight == 10 and s.admin is AdminState.READY for s in sim.servers.values())
 
 
 def test_no_rebalance_without_a_stick_table_or_when_disabled() -> None:

@@ -198,7 +198,9 @@ def test_abort_targets_are_the_servers_whose_update_never_started(plan4: Plan) -
     assert servers == ["s3", "s4"]  # s4: no phase journaled yet = pending
     assert [c.line for c in commands] == [
         "set server app/s3 weight 10", "set server app/s3 state ready",
-        "set server app/s4 weight 10", "set server app/s4 state ready"]
+        "set server app/s4 weight 10", "set server app/s4 state ready",
+        # s1 is updated: back in service with its weight (temporary weights, pulses end)
+        "set server app/s1 weight 10", "set server app/s1 state ready"]
     everything = {s: p for s, p in zip(plan4.targets, (Phase.FAILED, Phase.UPDATED,
                                                        Phase.HEALTHY, Phase.RETURNING),
                                        strict=True)}

@@ -25,7 +25,7 @@ def test_defaults() -> None:
     assert (o.strategy, o.batch_size, o.percent, o.groups, o.max_unavailable) == (
         "rolling", None, None, None, None)
     assert (o.drain_timeout, o.sessions_timeout, o.kill_after, o.health_timeout) == (
-        10.0, 120.0, None, 60.0)
+        None, 120.0, None, 60.0)  # drain grace: automatic (Plan.drain_grace)
     assert o.rebalance
     assert not o.allow_version_flips
     assert not o.include_disabled

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from haproxyctl.configcheck import check_backend
 from haproxyctl.models.state import AdminState
 from haproxyctl.models.table import TableInfo
 from haproxyctl.rollout.options import RolloutOptions
@@ -245,6 +246,30 @@ def test_stick_table_named_after_the_backend_is_persistence_and_rebalanced() -> 
     assert (other.persistence, other.rebalance_table) == ("none", None)
 
 
+CONFIG = """\
+defaults
+    mode http
+    option persist
+backend app
+    balance roundrobin
+    cookie SRV prefix
+    server s1 127.0.0.1:8001 cookie s1
+"""
+
+
+def test_config_findings_refuse_option_persist_and_note_cookie_prefix() -> None:
+    findings = check_backend(CONFIG, BACKEND)
+    servers = _sim(3).snapshot_result()[1]
+    with pytest.raises(PlanError, match=r"defeats maint.*line 3 \(defaults\)"):
+        make_plan(BACKEND, servers, backend_stat(cookie="SRV"), [], RolloutOptions(),
+                  config_findings=findings)
+    fixed = check_backend(CONFIG.replace("option persist", "option redispatch"), BACKEND)
+    plan = make_plan(BACKEND, servers, backend_stat(cookie="SRV"), [], RolloutOptions(),
+                     config_findings=fixed)
+    assert any(n.startswith("configuration line 6 (backend app):") and "prefix" in n
+               for n in plan.notes), plan.notes
+
+
 @pytest.mark.parametrize("algo", ["static-rr", "source", "uri", "url_param", "hdr",
                                   "rdp-cookie", "hash"])
 def test_ramp_is_refused_on_static_algorithms(algo: str) -> None:
@@ -339,15 +364,26 @@ def test_ramp_weights_example() -> None:
 
 
 def _flat(plan: Plan) -> list[str]:
-    return [c.line for _, commands in plan.commands() for c in commands]
+    return [c.line for _, commands in plan.commands() for c in commands
+            if " weight " not in c.line]
+
+
+def _state_lines(sim: SimHAProxy) -> list[str]:
+    """What the flow sent, but weights (temporary steering weights are decided at run time
+    from the measured load; the dry run says so) and stick-table re-pins."""
+    return [c.line for send in sim.sends for c in send.commands
+            if " weight " not in c.line and not c.line.startswith(("set table", "clear table"))]
 
 
 def test_dry_run_lists_each_step_with_labels() -> None:
     plan = _sim(3).plan(RolloutOptions(kill_after=5))
     labels = [label for label, _ in plan.commands()]
-    assert labels[0].startswith("batch 1/3: drain")
-    assert labels[1].startswith("batch 1/3: maint")
-    assert labels[2].startswith("batch 1/3: if sessions remain after 5s")
+    # cookie persistence: where the batch's users go is decided at run time
+    assert labels[0].startswith("batch 1/3: measure the load, then set temporary weights")
+    assert labels[1].startswith("batch 1/3: drain")
+    assert labels[2].startswith("batch 1/3: maint")
+    assert labels[3].startswith("batch 1/3: if sessions remain after 5s")
+    assert labels[-1].startswith("end: even out the users: short maint pulses")
     assert _flat(plan)[:3] == ["set server app/s1 state drain", "set server app/s1 state maint",
                                "shutdown sessions server app/s1"]
 
@@ -374,8 +410,8 @@ def test_dry_run_is_exactly_what_the_flow_sends_on_the_happy_path(
     plan = sim.plan(options)
     result = sim.run(plan)
     assert result.status == "completed", result.message
-    sent = [c.line for send in sim.sends if send.label != "rebalance" for c in send.commands]
-    assert sent == _flat(plan)
+    assert _state_lines(sim) == _flat(plan)
+    assert all(s.weight == plan.weight(n) for n, s in sim.servers.items())
 
 
 @settings(max_examples=50)
@@ -388,7 +424,7 @@ def test_dry_run_matches_the_flow_per_server_when_servers_become_healthy_apart(
     sim = SimHAProxy(_servers(n, pattern, weights, same_phase=False))
     plan = sim.plan(RolloutOptions(batch_size=min(size, n - 1), settle=1))
     assert sim.run(plan).status == "completed"
-    sent = [c.line for send in sim.sends for c in send.commands]
+    sent = _state_lines(sim)
     assert sorted(sent) == sorted(_flat(plan))
     for name in plan.targets:
         mine = [line for line in sent if f"app/{name} " in line]
@@ -399,4 +435,7 @@ def test_dry_run_with_ramp_lists_every_command_the_flow_sends() -> None:
     sim = _sim(3)
     plan = sim.plan(RolloutOptions(ramp=3))
     assert sim.run(plan).status == "completed"
-    assert [c.line for s in sim.sends for c in s.commands] == _flat(plan)
+    assert _state_lines(sim) == _flat(plan)
+    ramps = [c.line for s in sim.sends if s.label == "ramp weight" for c in s.commands]
+    assert ramps == [c.line for label, commands in plan.commands() if "ramp step" in label
+                     for c in commands]

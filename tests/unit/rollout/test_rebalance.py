@@ -1,4 +1,4 @@
-"""``plan_moves``: which stick-table users to re-pin onto servers that came back. Pure."""
+"""Re-pin planning for stick tables (``rollout/rebalance.py``). Pure."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from haproxyctl.models.table import TableEntry, parse_table
-from haproxyctl.rollout.rebalance import entry_owner, plan_moves
+from haproxyctl.rollout.rebalance import Pin, entry_owner, evacuate, level, owners_of
 
 NAMES = [f"s{i}" for i in range(1, 7)]
 IDS = {i: f"s{i}" for i in range(1, 7)}
@@ -24,6 +24,10 @@ def entry(key: str, *, sid: int | None = None, skey: str | None = None,
     return TableEntry(ptr="0x1", key=key, use=use, exp=1000, shard=None, data=data)
 
 
+def pins(server: str, n: int, *, busy: int = 0) -> list[Pin]:
+    return [Pin(f"{server}-{i}", idle=i >= busy) for i in range(n)]
+
+
 def test_server_key_wins_over_server_id() -> None:
     (e,) = parse_table("# table: app, type: ip, size:10, used:1\n"
                        "0x55: key=10.0.0.9 use=0 exp=10 server_id=1 server_key=s2\n").entries
@@ -33,75 +37,101 @@ def test_server_key_wins_over_server_id() -> None:
     assert entry_owner(entry("k"), IDS) is None
 
 
-def test_moves_users_from_the_busiest_servers_to_the_returning_one() -> None:
-    entries = ([entry(f"a{i}", sid=1) for i in range(6)]
-               + [entry(f"b{i}", sid=2) for i in range(3)]
-               + [entry(f"c{i}", sid=3) for i in range(3)])
-    moves = plan_moves(entries, IDS, in_service=["s1", "s2", "s3", "s4"], targets=["s4"])
-    assert len(moves) == 3  # fair share 12 // 4
-    assert all(t == "s4" for _, t in moves)
-    assert {k[0] for k, _ in moves} == {"a"}  # s1 is the busiest all along (6 -> 3)
+def test_owners_groups_entries_and_marks_busy_ones() -> None:
+    owners = owners_of([entry("a", sid=1), entry("b", sid=1, use=2), entry("c", skey="s3"),
+                        entry("d", sid=42)], IDS)
+    assert owners == {"s1": [Pin("a", True), Pin("b", False)], "s3": [Pin("c", True)]}
 
 
-def test_nothing_to_do_without_targets_or_servers_in_service() -> None:
-    entries = [entry("k", sid=1)]
-    assert plan_moves(entries, IDS, in_service=["s1", "s2"], targets=[]) == []
-    assert plan_moves(entries, IDS, in_service=[], targets=["s2"]) == []
+def test_evacuate_fills_the_emptiest_receivers_first() -> None:
+    moves = evacuate({"s1": pins("s1", 30)}, {"s2": 0, "s3": 20, "s4": 20},
+                     {"s2": 1, "s3": 1, "s4": 1}, ["s2", "s3", "s4"])
+    got = Counter(t for _, t in moves)
+    # 70 users over 3 servers: 23.3 each; s2 (empty) takes 23, s3 and s4 3-4 each
+    assert sum(got.values()) == 30
+    assert got["s2"] in (23, 24)
+    assert got["s3"] + got["s4"] == 30 - got["s2"]
+    assert abs(got["s3"] - got["s4"]) <= 1
 
 
-def test_busy_entries_and_entries_of_servers_out_of_service_stay() -> None:
-    entries = ([entry(f"a{i}", sid=1, use=1) for i in range(6)]
-               + [entry(f"m{i}", sid=5) for i in range(6)])
-    # s5 is not in service (maint): its users are not counted nor moved; s1's are all busy
-    assert plan_moves(entries, IDS, in_service=["s1", "s2"], targets=["s2"]) == []
+def test_evacuate_follows_capacities() -> None:
+    moves = evacuate({"s1": pins("s1", 30)}, {"s2": 0, "s3": 0}, {"s2": 1, "s3": 2},
+                     ["s2", "s3"])
+    assert Counter(t for _, t in moves) == {"s2": 10, "s3": 20}
 
 
-entry_lists = st.lists(
-    st.tuples(st.sampled_from([*range(1, 7), 42, None]),  # server_id (42: unknown)
-              st.sampled_from([None, None, None, *NAMES]),  # server_key
-              st.sampled_from([0, 0, 0, 1, 3, None])),  # use
-    max_size=60)
+def test_level_moves_only_idle_users_and_prefers_the_least_moved() -> None:
+    owners = {"s1": pins("s1", 10, busy=2), "s2": []}
+    moves = level(owners, {"s1": 1, "s2": 1}, ["s1", "s2"], moves={"s1-9": 1, "s1-8": 2})
+    moved = [k for k, _ in moves]
+    assert len(moved) == 5
+    assert all(t == "s2" for _, t in moves)
+    assert not {"s1-0", "s1-1"} & set(moved)  # busy
+    assert not {"s1-8", "s1-9"} & set(moved)  # moved before: the others go first
 
 
-@given(entry_lists, st.sets(st.sampled_from(NAMES), min_size=1),
-       st.lists(st.sampled_from(NAMES), unique=True, max_size=4))
-def test_plan_moves_properties(raw: list[tuple[int | None, str | None, int | None]],
-                               in_service_set: set[str], targets: list[str]) -> None:
-    in_service = sorted(in_service_set)
-    entries = [entry(f"u{i}", sid=sid, skey=skey, use=use)
-               for i, (sid, skey, use) in enumerate(raw)]
-    by_key = {e.key: e for e in entries}
-    moves = plan_moves(entries, IDS, in_service=in_service, targets=targets)
+def test_level_respects_receivers_and_tolerance() -> None:
+    owners = {"s1": pins("s1", 12), "s2": pins("s2", 6), "s3": pins("s3", 0)}
+    caps = {"s1": 1, "s2": 1, "s3": 1}
+    moves = level(owners, caps, ["s1", "s2", "s3"], receivers=["s3"])
+    assert Counter(t for _, t in moves) == {"s3": 6}
+    assert {k.split("-")[0] for k, _ in moves} == {"s1"}
+    assert level({"s1": pins("s1", 10), "s2": pins("s2", 9)}, caps, ["s1", "s2"],
+                 tolerance=0.1) == []
 
-    owners = {e.key: entry_owner(e, IDS) for e in entries}
-    before = Counter(o for o in owners.values() if o in in_service)
-    fair = sum(before.values()) // len(in_service)
+
+pin_maps = st.dictionaries(
+    st.sampled_from(NAMES),
+    st.tuples(st.integers(0, 40), st.integers(0, 5)),  # users, of which busy
+    min_size=1)
+caps_maps = st.dictionaries(st.sampled_from(NAMES), st.integers(1, 5))
+
+
+def _build(raw: dict[str, tuple[int, int]]) -> dict[str, list[Pin]]:
+    return {s: pins(s, n, busy=min(b, n)) for s, (n, b) in raw.items()}
+
+
+@given(pin_maps, caps_maps)
+def test_level_properties(raw: dict[str, tuple[int, int]], caps: dict[str, int]) -> None:
+    owners = _build(raw)
+    group = sorted(owners)
+    capacities = {s: float(caps.get(s, 1)) for s in group}
+    moves = level(owners, capacities, group)
     keys = [k for k, _ in moves]
-    assert len(keys) == len(set(keys))  # each user moved once at most
+    assert len(keys) == len(set(keys))
+    busy = {p.key for ps in owners.values() for p in ps if not p.idle}
+    assert not busy & set(keys)
+    owner = {p.key: s for s, ps in owners.items() for p in ps}
+    before = Counter(owner.values())
+    after = Counter({**owner, **dict(moves)}.values())
+    assert sum(after.values()) == sum(before.values())
+    total = sum(before.values())
+    fair = {s: total * capacities[s] / sum(capacities.values()) for s in group}
     for key, target in moves:
-        assert target in targets
-        assert target in in_service
-        source = owners[key]
-        assert source in in_service
-        assert source not in targets
-        assert not by_key[key].use  # only idle users
-    after = dict(owners)
-    after.update(dict(moves))
-    count = Counter(o for o in after.values() if o in in_service)
-    assert sum(count.values()) == sum(before.values())  # conserved
-    assert len(after) == len(entries)
-    received = Counter(t for _, t in moves)
-    for t in targets:
-        if received[t]:
-            assert count[t] <= fair  # up to the fair share, not beyond
-        assert count[t] <= max(before[t], fair)
-    for s in in_service:
-        if s not in targets and count[s] < before[s]:
-            assert count[s] >= fair  # a source is never drained below the fair share
-    # moves stop only when no target lacks users that some source could give
-    for t in (t for t in targets if t in in_service):
-        if count[t] < fair:
-            idle_left = Counter(after[k] for k, e in by_key.items() if not e.use
-                                and k not in dict(moves))
-            assert not any(count[s] > fair and idle_left[s] for s in in_service
-                           if s not in targets)
+        source = owner[key]
+        assert source != target
+        # users only flow from above the fair share to below it, and nobody crosses it
+        assert before[source] > fair[source] - 1e-9
+        assert before[target] < fair[target] + 1e-9
+    for s in group:
+        if after[s] > before[s]:
+            assert after[s] <= fair[s] + 1
+        if after[s] < before[s]:
+            assert after[s] >= fair[s] - 1
+
+
+@given(st.integers(0, 200), st.dictionaries(st.sampled_from(NAMES[1:]), st.integers(0, 50),
+                                            min_size=1), caps_maps)
+def test_evacuate_properties(n: int, counts: dict[str, int], caps: dict[str, int]) -> None:
+    receivers = sorted(counts)
+    capacities = {s: float(caps.get(s, 1)) for s in receivers}
+    moves = evacuate({"s1": pins("s1", n)}, {s: float(v) for s, v in counts.items()},
+                     capacities, receivers)
+    assert sorted(k for k, _ in moves) == sorted(f"s1-{i}" for i in range(n))
+    assert {t for _, t in moves} <= set(receivers)
+    after = Counter(counts) + Counter(t for _, t in moves)
+    lvl = (sum(counts.values()) + n) / sum(capacities.values())
+    for s in receivers:
+        got = after[s] - counts[s]
+        if got:  # a receiver never ends above the common level (but for rounding)
+            assert after[s] <= lvl * capacities[s] + 1

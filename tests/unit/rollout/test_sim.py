@@ -120,5 +120,6 @@ def test_ready_right_after_an_update_without_fresh_checks_is_a_violation() -> No
     sim.apply(cmd.set_state(_ref("s1"), "maint"))
     sim.servers["s1"].version = 2
     sim.servers["s1"].fresh_passes = 0
+    sim.servers["s1"].fresh_update = True
     sim.apply(cmd.set_state(_ref("s1"), "ready"))  # optimistic health = rise = max
     assert any("s1 set ready" in v for v in sim.violations)
