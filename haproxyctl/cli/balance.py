@@ -52,8 +52,9 @@ def _print(out: Output, report: EvenOutReport) -> None:
     if report.status == "interrupted":
         return
     unit = report.unit
-    rows = [{"server": s, "before": f"{report.before.get(s, 0.0):g}",
-             "after": f"{report.after.get(s, 0.0):g}"} for s in report.servers]
+    fmt = "{:.0f}" if unit == "users" else "{:.1f}"
+    rows = [{"server": s, "before": fmt.format(report.before.get(s, 0.0)),
+             "after": fmt.format(report.after.get(s, 0.0))} for s in report.servers]
     columns = [("server", "SERVER"), ("before", f"{unit.upper()}")]
     if report.applied:
         columns = [("server", "SERVER"), ("before", f"BEFORE ({unit})"),

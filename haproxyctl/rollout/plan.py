@@ -212,7 +212,10 @@ class Plan:
                               "decided at run time), restore the weights once it has no "
                               "session", []))
             steps += _bring_back(self, batch, label)
-            steps.append((f"{label}: ready with the original weight{ramp_note}",
+            weight_note = ("the original weight" if self.moves_users != "cookie" else
+                           "the original weight once the whole batch is back (a server "
+                           "ready earlier keeps its steering weight until then)")
+            steps.append((f"{label}: ready with {weight_note}{ramp_note}",
                           ready_commands(self, batch, ramped=ramped)))
             steps += _ramp_steps(self, batch, label)
         if self.moves_users == "stick":
@@ -268,9 +271,10 @@ def _take_out(plan: Plan, batch: Sequence[str], label: str, *,
     refs = [plan.ref(s) for s in batch]
     steps: list[tuple[str, list[Command]]] = []
     if not already_draining:
-        steps.append((f"{label}: drain (pinned users still served for up to "
-                      f"{plan.drain_grace:g}s)",
-                      [cmd.set_state(r, "drain") for r in refs]))
+        grace = (f"pinned users still served for up to {plan.drain_grace:g}s"
+                 if plan.drain_grace > 0 else
+                 "no grace: haproxyctl moves the pinned users itself")
+        steps.append((f"{label}: drain ({grace})", [cmd.set_state(r, "drain") for r in refs]))
     steps.append((f"{label}: maint, then wait for 0 sessions and an empty queue (up to "
                   f"{plan.options.sessions_timeout:g}s)",
                   [cmd.set_state(r, "maint") for r in refs]))
@@ -488,8 +492,8 @@ def make_plan(
                      "users to servers of one version, in proportion to their measured load; "
                      "at the end, short maint pulses on the busiest servers even out the users "
                      "(cookies cannot be rewritten from the CLI; --no-rebalance to skip)")
-    elif kind.startswith("cookie") and len(batches) > 1:
-        notes.append("--no-rebalance with cookie persistence: users moved off a batch are "
+    elif kind != "none" and options.strategy == "rolling" and len(batches) > 1:
+        notes.append(f"--no-rebalance with {kind} persistence: users moved off a batch are "
                      "load balanced over every server in service, old and new, and stay where "
                      "they land; a user with parallel requests may see the new version and "
                      "then the old one (see docs/rollout.md)")

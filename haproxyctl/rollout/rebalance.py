@@ -31,7 +31,7 @@ import attrs
 from haproxyctl.models.table import TableEntry
 from haproxyctl.rollout.balance import allocate, level_moves
 
-__all__ = ["Pin", "entry_owner", "evacuate", "level", "owners_of"]
+__all__ = ["Pin", "entry_owner", "evacuate", "level", "level_by_rate", "owners_of"]
 
 
 @attrs.frozen
@@ -129,6 +129,43 @@ def _deal(keys: Sequence[str], shares: Mapping[str, int]) -> list[tuple[str, str
             pending[r] -= 1
             if not pending[r]:
                 del pending[r]
+    return out
+
+
+def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float],
+                  capacities: Mapping[str, float], servers: Sequence[str], *,
+                  moves: Mapping[str, int] | None = None, tolerance: float = 0.0
+                  ) -> list[tuple[str, str]]:
+    """Even out request *rates* (not user counts) of ``servers``, all of one version.
+
+    Users are not alike (a browser loading a page with its assets sends four requests where an
+    API client sends one), and a table entry does not say how busy its user is. Each donor's
+    users are taken as its measured rate over its user count, so a donor gives
+    ``excess / (rate per user)`` users, in hash order (an unbiased sample of its users); the
+    receivers are filled by the rate each should gain. Repeated with fresh measurements this
+    converges in expectation. Returns ``[(key, receiver), ...]``; idle entries only.
+    """
+    moves = moves or {}
+    give, take = level_moves(rates, capacities, servers, tolerance=tolerance)
+    if not give or not take:
+        return []
+    offered: list[tuple[str, float]] = []
+    for donor in sorted(give, key=lambda s: (-give[s], s)):
+        pins = [p for p in _order(owners.get(donor, ()), moves) if p.idle]
+        users = len(owners.get(donor, ()))
+        if not users or rates.get(donor, 0.0) <= 0:
+            continue
+        per_user = rates[donor] / users
+        n = min(len(pins), int(give[donor] / per_user + 0.5))
+        offered += [(p.key, per_user) for p in pins[:n]]
+    out: list[tuple[str, str]] = []
+    need = dict(take)
+    for key, weight in offered:
+        receiver = max(sorted(need), key=lambda r: need[r])
+        if need[receiver] < weight / 2:
+            break  # nobody needs even half a user more
+        out.append((key, receiver))
+        need[receiver] -= weight
     return out
 
 

@@ -141,3 +141,34 @@ def test_refusals_name_what_is_wrong_and_change_nothing(tmp_path: Path) -> None:
         assert done.returncode == 1, describe(done)
         assert "an unfinished rollout of backend 'app' exists" in done.stderr, describe(done)
         assert snapshot_states(client, APP) == before
+
+
+def test_rollout_refuses_a_configuration_that_defeats_maint(tmp_path: Path) -> None:
+    """--haproxy-config: `option persist` (here inherited from defaults) refuses the rollout
+    before anything changes; a cookie in prefix mode is only noted."""
+    with started_lab(one_backend(NAMES, persistence="cookie")) as lab, \
+            Client(lab.admin_socket) as client:
+        text = Path(lab.config_path).read_text()
+        assert "\ndefaults\n" in text
+        persist = tmp_path / "persist.cfg"
+        persist.write_text(text.replace("defaults\n", "defaults\n    option persist\n", 1))
+        prefix = tmp_path / "prefix.cfg"
+        prefix.write_text(text + "\nbackend other\n    cookie SRV prefix\n")
+        env = cli_env(tmp_path / "state")
+        before = snapshot_states(client, APP)
+        done = run_cli(lab, "rollout", APP, "--exec", "true", "--haproxy-config", str(persist),
+                       env=env)
+        assert done.returncode == 1, describe(done)
+        assert "defeats maint" in done.stderr, describe(done)
+        assert "option persist" in done.stderr, describe(done)
+        assert "Traceback" not in done.stderr
+        assert snapshot_states(client, APP) == before
+        # The other backend's prefix cookie is not this backend's business: no note.
+        dry = run_cli(lab, "rollout", APP, "--exec", "true", "--haproxy-config", str(prefix),
+                      "--dry-run", env=env)
+        assert dry.returncode == 0, describe(dry)
+        assert "configuration line" not in dry.stdout, describe(dry)
+        missing = run_cli(lab, "rollout", APP, "--exec", "true", "--haproxy-config",
+                          str(tmp_path / "nope.cfg"), "--dry-run", env=env)
+        assert missing.returncode == 2, describe(missing)
+        assert "nope.cfg" in missing.stderr, describe(missing)

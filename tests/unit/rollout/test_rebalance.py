@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from haproxyctl.models.table import TableEntry, parse_table
-from haproxyctl.rollout.rebalance import Pin, entry_owner, evacuate, level, owners_of
+from haproxyctl.rollout.rebalance import Pin, entry_owner, evacuate, level, level_by_rate, owners_of
 
 NAMES = [f"s{i}" for i in range(1, 7)]
 IDS = {i: f"s{i}" for i in range(1, 7)}
@@ -135,3 +135,37 @@ def test_evacuate_properties(n: int, counts: dict[str, int], caps: dict[str, int
         got = after[s] - counts[s]
         if got:  # a receiver never ends above the common level (but for rounding)
             assert after[s] <= lvl * capacities[s] + 1
+
+
+def test_level_by_rate_moves_users_off_the_busiest_by_their_average_weight() -> None:
+    # Same user counts, but a's users are twice as busy: a gives a few to c (below level).
+    owners = {"a": [Pin(f"a{i}") for i in range(10)], "b": [Pin(f"b{i}") for i in range(10)],
+              "c": [Pin(f"c{i}") for i in range(10)]}
+    rates = {"a": 200.0, "b": 100.0, "c": 60.0}
+    moves = level_by_rate(owners, rates, {}, ["a", "b", "c"])
+    assert moves, moves
+    assert {k[0] for k, _ in moves} == {"a"}
+    assert {r for _, r in moves} <= {"b", "c"}
+    # a's excess is 200 - 120 = 80 req/s at 20 req/s a user: 4 users, none above the need.
+    assert len(moves) == 4
+    assert sum(r == "c" for _, r in moves) >= 2
+
+
+def test_level_by_rate_leaves_an_even_group_and_busy_entries_alone() -> None:
+    owners = {"a": [Pin("a0", idle=False), Pin("a1", idle=False)], "b": [Pin("b0")]}
+    assert level_by_rate(owners, {"a": 10.0, "b": 10.0}, {}, ["a", "b"]) == []
+    assert level_by_rate(owners, {"a": 30.0, "b": 1.0}, {}, ["a", "b"]) == []
+
+
+@given(st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.integers(0, 30), min_size=2),
+       st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.floats(0, 500), min_size=2))
+def test_level_by_rate_only_moves_existing_idle_keys_once_each(
+        counts: dict[str, int], rates: dict[str, float]) -> None:
+    owners = {s: [Pin(f"{s}{i}") for i in range(n)] for s, n in counts.items()}
+    servers = sorted(set(counts) | set(rates))
+    moves = level_by_rate(owners, rates, {}, servers)
+    keys = [k for k, _ in moves]
+    assert len(keys) == len(set(keys))
+    owner_of = {p.key: s for s, pins in owners.items() for p in pins}
+    assert all(owner_of[k] != r for k, r in moves)
+    assert all(r in servers for _, r in moves)
