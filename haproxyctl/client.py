@@ -297,7 +297,8 @@ class Client:
 
     def table_owners(self, name: str, *, where: Iterable[cmd.TableFilter | str] = (),
                      servers: Mapping[int, str] | None = None, backend: str | None = None,
-                     timeout: float | None = None) -> dict[str, list[str]]:
+                     timeout: float | None = None, in_use: set[str] | None = None
+                     ) -> dict[str, list[str]]:
         """Who is pinned where: the keys of a stick table per owning server (operator level).
 
         An entry's owner is its ``server_key`` when set (it takes precedence over
@@ -309,7 +310,8 @@ class Client:
         as ``"#<id>"``; entries pinned nowhere (``server_id`` 0 or none) are left out.
 
         ``where`` filters on HAProxy's side (``"server_id eq 2"``: read only the users of
-        server 2). The reply is read as it streams in, without building entry objects.
+        server 2). The reply is read as it streams in, without building entry objects. With
+        ``in_use`` (a set), the keys of entries held by a stream right now are added to it.
         """
         filters = _filters(where)
         command = cmd.show_table(name, where=filters)
@@ -318,7 +320,7 @@ class Client:
                              field="servers")
         names = dict(servers) if servers is not None else self._server_names(name, backend)
         with TableReader(self.connection.stream(command, timeout=timeout), name=name) as reader:
-            return reader.owners(names)
+            return reader.owners(names, in_use=in_use)
 
     def map_entries(self, map_id: str) -> list[MapEntry]:
         return parse_map(self.execute(cmd.show_map(map_id)))

@@ -169,7 +169,9 @@ def format_result(result: DemoResult) -> str:
                   if counts and sum(counts) else "-")
         rows.append([backend, f"{case.strategy} ({report.status})", str(load.total),
                      str(load.failed), str(len(load.flips)), str(load.mixed_pages),
-                     str(load.max_moves), versions, spread, per_server or "-"])
+                     # Without persistence every request is balanced: "moves" mean nothing.
+                     str(load.max_moves) if case.persistence else "-", versions, spread,
+                     per_server or "-"])
     lines = ["", "What the users saw:", *("  " + line for line in _table(rows))]
     servers_of = {r.backend: [o.server for o in r.servers] for r in result.rollouts}
     for case in CASES:
@@ -179,7 +181,8 @@ def format_result(result: DemoResult) -> str:
             lines.append(f"  note: {case.backend}: {', '.join(idle)} served nobody after the "
                          "update")
     lines.append("  (mixed pages: a page answered by v1 and its assets by v2, which promise 1 "
-                 "allows; a flip back is v1 after v2)")
+                 "allows; a flip back is v1 after v2; max moves: the most times one user "
+                 "changed server)")
     for backend, load in result.loads:
         for example in load.failure_examples:
             lines.append(f"  {backend}: failed request: {example}")

@@ -511,11 +511,14 @@ class TableReader(Iterator[TableEntry]):
         entries = self.read_all()
         return StickTable(self.info, entries)
 
-    def owners(self, names_by_id: Mapping[int, str]) -> dict[str, list[str]]:
+    def owners(self, names_by_id: Mapping[int, str], *,
+               in_use: set[str] | None = None) -> dict[str, list[str]]:
         """Keys per owning server (see :func:`owner_of`), without building entry objects.
 
         Entries that point nowhere are left out; the order of the keys in a list is not
-        significant.
+        significant. With ``in_use``, the keys of entries a stream holds right now
+        (``use`` > 0) are added to that set: a re-pin of such an entry may be undone by the
+        response of the request holding it (the rollout moves idle users first).
         """
         by_key: dict[str, list[str]] = {}
         by_id: dict[str, list[str]] = {}
@@ -523,6 +526,8 @@ class TableReader(Iterator[TableEntry]):
         try:
             for block in reply.raw_blocks():
                 _owners_block(block, by_key, by_id)
+                if in_use is not None:
+                    _busy_block(block, in_use)
         except _Refused as exc:
             raise reply.refusal(exc.note) from None
         return _resolve_owners(by_key, by_id, names_by_id)
@@ -594,6 +599,22 @@ def _owners_block(block: str, by_key: dict[str, list[str]],
             return
     for line in block.split("\n"):
         _owner_line(line, by_key, by_id)
+
+
+_BUSY_RE = re.compile(r": key=([^ \n]*) use=[1-9][0-9]* ")
+
+
+def _busy_block(block: str, in_use: set[str]) -> None:
+    """Add the keys of the entries in use in one block (already checked by _owners_block)."""
+    if "\\" in block:
+        for line in _checked_lines(block):
+            entry = _from_line(line)
+            if entry.use:
+                in_use.add(entry.key)
+        return
+    if block.count(" use=0 ") == block.count("\n") + 1:
+        return  # the usual case: every entry idle, one C-level count
+    in_use.update(_BUSY_RE.findall(block))
 
 
 def _owner_line(line: str, by_key: dict[str, list[str]], by_id: dict[str, list[str]]) -> None:
