@@ -16,6 +16,8 @@ batch size or strategy of the scenario), then the users go on for 6 s.
 Load is judged like the issue did: successful requests per server in 1-second windows (by
 sent time), busiest server over the mean of the servers *in service* (UP, neither drained
 nor in maint, throughout the window); the median window during the rollout and after it.
+``floor`` is the "after" figure the same requests would give if users were spread perfectly
+(user i on server i mod 6): what one-second windows cannot go below at this scale.
 ``no-rebalance`` rows run the same rollout with ``rebalance=False`` for comparison.
 """
 
@@ -108,6 +110,7 @@ class Result:
     moves: dict[int, int]
     during: float | None
     after: float | None
+    floor: float | None
     last3: list[int]
 
 
@@ -143,6 +146,13 @@ def run(scenario: Scenario, seed: int) -> Result:
         values = [r for r in ratios if r is not None]
         return statistics.median(values) if values else None
 
+    # The noise floor: the same requests after the rollout, as if users were spread perfectly
+    # (user i on server i mod 6: browsers and one-request users evenly over the servers).
+    even = [attrs.evolve(o, server=SERVERS[o.user % len(SERVERS)]) for o in outcomes
+            if o.ok and o.server]
+    floor_ratios = [r for r in window_imbalance(load_windows(even, end - t0, end + AFTER - t0),
+                                                lambda w: SERVERS) if r is not None]
+
     last = Counter(o.server for o in outcomes
                    if o.ok and o.server and o.t >= end + AFTER - 3 - t0)
     return Result(
@@ -150,6 +160,7 @@ def run(scenario: Scenario, seed: int) -> Result:
         flips=len(load.flips), mixed=load.mixed_pages, pages=load.page_views,
         max_moves=load.max_moves, moves=load.moves_histogram,
         during=median_imbalance(start, end), after=median_imbalance(end, end + AFTER),
+        floor=statistics.median(floor_ratios) if floor_ratios else None,
         last3=[last.get(n, 0) for n in SERVERS])
 
 
@@ -164,14 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     chosen = [s for s in SCENARIOS if not args.only or any(o in s.name for o in args.only)]
     print(f"{'scenario':<30} {'ok':>3} {'s':>5} {'failed':>6} {'flips':>5} {'mixed':>5} "
-          f"{'moves≤':>6} {'during':>6} {'after':>6}  requests per server, last 3 s")
+          f"{'moves≤':>6} {'during':>6} {'after':>6} {'floor':>6}  requests per server, last 3 s")
     say: Callable[[str], None] = print
     for scenario in chosen:
         for r in range(args.runs):
             res = run(scenario, seed=r + 1)
             say(f"{res.scenario:<30} {'y' if res.ok else 'N':>3} {res.elapsed:>5.1f} "
                 f"{res.failed:>6} {res.flips:>5} {res.mixed:>5} {res.max_moves:>6} "
-                f"{fmt(res.during):>6} {fmt(res.after):>6}  "
+                f"{fmt(res.during):>6} {fmt(res.after):>6} {fmt(res.floor):>6}  "
                 f"{'/'.join(map(str, res.last3))}  moves {res.moves}")
             sys.stdout.flush()
     return 0

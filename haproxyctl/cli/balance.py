@@ -54,11 +54,12 @@ def _print(out: Output, report: EvenOutReport) -> None:
     unit = report.unit
     fmt = "{:.0f}" if unit == "users" else "{:.1f}"
     rows = [{"server": s, "before": fmt.format(report.before.get(s, 0.0)),
-             "after": fmt.format(report.after.get(s, 0.0))} for s in report.servers]
-    columns = [("server", "SERVER"), ("before", f"{unit.upper()}")]
+             "after": fmt.format(report.after.get(s, 0.0)),
+             "sessions": str(report.sessions.get(s, "-"))} for s in report.servers]
+    columns = [("server", "SERVER"), ("before", f"{unit.upper()}"), ("sessions", "SESS")]
     if report.applied:
         columns = [("server", "SERVER"), ("before", f"BEFORE ({unit})"),
-                   ("after", f"AFTER ({unit})")]
+                   ("after", f"AFTER ({unit})"), ("sessions", "SESS")]
     out.table(rows, columns)
     line = (f"{report.backend} ({report.persistence}): busiest server "
             f"{report.imbalance_before:.2f}x the mean")

@@ -66,6 +66,8 @@ class EvenOutReport:
     moved: int = 0
     pulses: int = 0
     message: str = ""
+    #: Current sessions per server when the report was made (``scur``): the users active now.
+    sessions: Mapping[str, int] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"backend": self.backend, "persistence": self.persistence,
@@ -74,7 +76,8 @@ class EvenOutReport:
                 "imbalance_before": round(self.imbalance_before, 3),
                 "imbalance_after": round(self.imbalance_after, 3), "applied": self.applied,
                 "status": self.status, "tolerance": self.tolerance, "moved": self.moved,
-                "pulses": self.pulses, "message": self.message}
+                "pulses": self.pulses, "message": self.message,
+                "sessions": dict(self.sessions)}
 
 
 def even_out(client: Client, backend: str, *, servers: Sequence[str] | None = None,
@@ -124,13 +127,15 @@ def even_out(client: Client, backend: str, *, servers: Sequence[str] | None = No
                              apply, "interrupted", tolerance,
                              message=f"{runner.stop.reason}: every server was put back in "
                                      "service with its weight" if interrupted else "")
+    stats = client.server_stats_of([plan.ref(s) for s in group])
+    sessions = {s: stat.scur for s, stat in zip(group, stats, strict=True)}
     status = "measured"
     if apply:
         status = "balanced" if result.imbalance_after <= 1 + tolerance else "uneven"
     return EvenOutReport(backend, plan.persistence, tuple(group), result.unit, result.before,
                          result.after, result.imbalance_before, result.imbalance_after, apply,
                          status, tolerance, moved=result.moved, pulses=result.pulses,
-                         message=result.stopped)
+                         message=result.stopped, sessions=sessions)
 
 
 @contextlib.contextmanager

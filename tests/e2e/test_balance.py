@@ -4,14 +4,17 @@ the command line, with users that must not notice."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from haproxyctl import Client
 from haproxyctl.lab import Lab
+from haproxyctl.lab.rawcli import raw_command
 from haproxyctl.rollout import Phase, RolloutOptions
 from haproxyctl.rollout.journal import Journal
 
@@ -21,9 +24,11 @@ from .support import (
     all_servers,
     assert_no_disruption,
     assert_servers,
+    cli_argv,
     cli_env,
     describe,
     one_backend,
+    poll,
     run_cli,
     snapshot_states,
     started_lab,
@@ -172,3 +177,40 @@ def test_rollout_refuses_a_configuration_that_defeats_maint(tmp_path: Path) -> N
                           str(tmp_path / "nope.cfg"), "--dry-run", env=env)
         assert missing.returncode == 2, describe(missing)
         assert "nope.cfg" in missing.stderr, describe(missing)
+
+
+def test_balance_stops_with_a_clear_error_when_haproxy_is_reloaded(tmp_path: Path) -> None:
+    """A reload in the middle of the cookie pulses: exit 3, no traceback, and the new process
+    runs with its configured weights and states (nothing of ours to restore there)."""
+    spec = one_backend(NAMES, persistence="cookie")
+    spec = attrs.evolve(spec, extra_global=["hard-stop-after 1s"])
+    with started_lab(spec) as lab, Client(lab.admin_socket) as client, \
+            Users(lab, APP, n_users=24, persistence="cookie", think_time=0.1) as users:
+        users.wait_warm()
+        for name in ("s2", "s3", "s4"):
+            client.set_state(f"{APP}/{name}", "maint")
+        time.sleep(1.5)
+        for name in ("s2", "s3", "s4"):
+            client.set_state(f"{APP}/{name}", "ready")
+        with subprocess.Popen(cli_argv(lab, "balance", APP, "--apply", "--balance-timeout",
+                                       "30"), env=cli_env(tmp_path / "state"), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            try:
+                time.sleep(3.0)  # measured, and pulsing by now
+                assert proc.poll() is None, proc.communicate()
+                assert raw_command(lab.master_socket, "reload") == ""
+                out, err = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        assert proc.returncode == 3, (proc.returncode, out, err)
+        assert "Traceback" not in err, err
+        assert "reload" in err.lower() or "connection" in err.lower(), err
+        users.stop()
+
+        def settled() -> bool:
+            servers = client.servers(APP)
+            return all(s.admin_state.value == "ready" and s.weight == 1 and s.status == "UP"
+                       for s in servers)
+
+        poll(settled, "the new process's servers all ready, weight 1 and UP", timeout=15)

@@ -1,11 +1,11 @@
 """Rollouts under browser-like users (a page, then 3 assets in parallel over 4 keep-alive
 connections sharing one cookie jar), per persistence kind: the three promises as users see them.
 
-During the rollout, load is judged like ``bench/bench_balance.py`` (where the figures are
-measured with 150 users): successful requests per server in 1-second windows, busiest server
-over the mean of the servers in service (UP, neither drained nor in maint) throughout the window,
-median window; after it, over the few seconds that follow. The bounds leave room for a busy
-2-core machine; without the rebalance the same rollouts measure about 2x (docs/rollout.md).
+Load is judged like ``bench/bench_balance.py`` (where the figures in docs/ come from):
+successful requests per server in 1-second windows, busiest server over the mean of the servers
+in service (UP, neither drained nor in maint) throughout the window, median window, during the
+rollout and in the 6 s after it. 150 users of which 100 browser-like, as the issue's targets
+say. Without the rebalance the same rollouts measure about 2x (docs/rollout.md).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from __future__ import annotations
 import signal
 import statistics
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from haproxyctl import Client
@@ -40,7 +40,7 @@ from .support import (
 pytestmark = pytest.mark.e2e
 
 NAMES = tuple(f"s{i}" for i in range(1, 7))
-AFTER = 5.0
+AFTER = 6.0
 
 
 def median_imbalance(users: Users, sampler: Sampler, start: float, end: float) -> float:
@@ -57,11 +57,23 @@ def median_imbalance(users: Users, sampler: Sampler, start: float, end: float) -
     return statistics.median(ratios)
 
 
+def floor_imbalance(users: Users, start: float, end: float) -> float:
+    """The same requests as if users were spread perfectly (user i on server i mod 6): what
+    one-second windows show at this scale even when nothing is uneven."""
+    even = [attrs.evolve(o, server=NAMES[o.user % len(NAMES)]) for o in users.outcomes()
+            if o.ok and o.server]
+    windows = load_windows(even, start - users.t0, end - users.t0)
+    return statistics.median(r for r in window_imbalance(windows, lambda w: NAMES)
+                             if r is not None)
+
+
 @pytest.mark.parametrize(("persistence", "kind", "overrides"), [
     pytest.param("cookie", "cookie", {"batch_size": 2}, id="cookie-rolling-2"),
     pytest.param("stick-src", "src", {"batch_size": 2}, id="stick-rolling-2"),
     pytest.param("cookie", "cookie", {"strategy": "halves", "batch_size": None},
                  id="cookie-halves"),
+    pytest.param("stick-src", "src", {"strategy": "halves", "batch_size": None},
+                 id="stick-halves"),
 ])
 def test_browsers_see_no_failure_no_flip_and_even_load(
         tmp_path: Path, persistence: Persistence, kind: UserPersistence,
@@ -74,8 +86,8 @@ def test_browsers_see_no_failure_no_flip_and_even_load(
         options = RolloutOptions(**{"sessions_timeout": 30.0, "health_timeout": 20.0,
                                     "poll_interval": 0.1, **overrides})
         rollout = Rollout(client, APP, update, options=options, journal=tmp_path / "j.jsonl")
-        with Users(lab, APP, n_users=60, browsers=40, connections=4, persistence=kind,
-                   think_time=0.3, slow_fraction=0.02, slow_seconds=1.0) as users, \
+        with Users(lab, APP, n_users=150, browsers=100, connections=4, persistence=kind,
+                   think_time=0.5, slow_fraction=0.02, slow_seconds=1.0) as users, \
                 Sampler(lab, APP) as sampler:
             users.wait_warm()
             time.sleep(2.0)
@@ -91,16 +103,13 @@ def test_browsers_see_no_failure_no_flip_and_even_load(
         assert not load.unfinished_users, load.summary()
         assert_servers(client, lab, APP, all_servers(NAMES, "ready", "v2"),
                        dict.fromkeys(NAMES, 1))
-        # Promise 2, during and after.
-        # After: over the whole AFTER seconds, not per second: with 60 users (10 a server, a
-        # browser's page being 4 requests at once) one second's counts vary by 20-30% even
-        # when users are spread perfectly.
+        # Promise 2, during and after: the issue's targets are 1.3x and 1.15x; after the
+        # rollout the bound is the noise floor plus 0.1 (measured: the floor is 1.07-1.12
+        # and haproxyctl within 0.05 of it, docs/performance.md).
         during = median_imbalance(users, sampler, start, end)
-        totals = Counter(o.server for o in users.outcomes()
-                         if o.ok and o.server and end - users.t0 <= o.t < end + AFTER - users.t0)
-        after = max(totals.values()) * len(NAMES) / sum(totals.values())
-        assert set(totals) == set(NAMES), totals
-        assert during <= 1.4, (during, load.summary())
-        assert after <= 1.25, (after, dict(totals), load.summary())
+        after = median_imbalance(users, sampler, end, end + AFTER)
+        floor = floor_imbalance(users, end, end + AFTER)
+        assert during <= 1.3, (during, load.summary())
+        assert after <= max(1.15, floor + 0.1), (after, floor, load.summary())
         # The report carries the load the rollout measured, before and after the even-out.
         assert any(b.stage == "end" for b in report.loads), report.loads
