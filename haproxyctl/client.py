@@ -439,14 +439,8 @@ class Client:
                 results.append(BulkResult(key, set_.line))
         if undo:
             self.connection.execute_many(undo, timeout=timeout)
-        failed = [r for r in results if not r.ok]
-        if failed and raise_on_error:
-            first = failed[0]
-            raise PartialFailure(
-                f"{len(failed)} of {len(results)} re-pins failed (the other "
-                f"{len(results) - len(failed)} were applied); first: {first.target}: "
-                f"{first.error.reason if first.error else ''}",
-                results=results, address=str(self.address))
+        if raise_on_error:
+            self._raise_partial(results, "re-pins")
         return results
 
     def map_add(self, map_id: str, key: str, value: str) -> None:
@@ -474,16 +468,20 @@ class Client:
         replies = self.connection.execute_many([c for _, c in items], timeout=timeout)
         results = [BulkResult(target, c.line, r if isinstance(r, CommandError) else None)
                    for (target, c), r in zip(items, replies, strict=True)]
+        if raise_on_error:
+            self._raise_partial(results, "changes")
+        return results
+
+    def _raise_partial(self, results: list[BulkResult], what: str) -> None:
+        """PartialFailure if any of ``results`` failed (every item was attempted)."""
         failed = [r for r in results if not r.ok]
-        if failed and raise_on_error:
+        if failed:
             first = failed[0]
             raise PartialFailure(
-                f"{len(failed)} of {len(results)} changes failed (the other "
+                f"{len(failed)} of {len(results)} {what} failed (the other "
                 f"{len(results) - len(failed)} were applied); first: {first.target}: "
                 f"{first.error.reason if first.error else ''}",
-                results=results, address=str(self.address),
-            )
-        return results
+                results=results, address=str(self.address))
 
     def set_state_many(self, refs: Iterable[RefLike], state: AdminState | str, *,
                        check_exists: bool = True, raise_on_error: bool = True) -> list[BulkResult]:

@@ -25,8 +25,8 @@ from haproxyctl.rollout.events import Notice
 from haproxyctl.rollout.moves import Mover, measure_rates, report_load
 from haproxyctl.rollout.plan import Plan
 from haproxyctl.rollout.pulses import PulseController
+from haproxyctl.rollout.rebalance import MAX_MOVES, level_by_rate
 from haproxyctl.rollout.rebalance import level as level_pins
-from haproxyctl.rollout.rebalance import level_by_rate
 from haproxyctl.rollout.steps import Flow, emit, now, send, sleep
 
 __all__ = ["LevelResult", "balance_flow", "level_cookie", "level_stick"]
@@ -74,7 +74,7 @@ def level_stick(plan: Plan, mover: Mover, group: Sequence[str], caps: Mapping[st
         if round_ == 0:
             before = {s: float(len(pins.get(s, ()))) for s in group}
             yield from report_load(f"{stage}: before even-out", before, "users", group, caps)
-        moves = level_pins(pins, caps, group, moves=mover.moves)
+        moves = level_pins(pins, caps, group, moves=mover.moves, max_moves=MAX_MOVES)
         if not moves:
             break
         done = yield from mover.repin(moves, "even out")

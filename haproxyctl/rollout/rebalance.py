@@ -31,7 +31,7 @@ import attrs
 from haproxyctl.models.table import TableEntry
 from haproxyctl.rollout.balance import allocate, level_moves
 
-__all__ = ["Pin", "entry_owner", "evacuate", "level", "level_by_rate", "owners_of"]
+__all__ = ["MAX_MOVES", "Pin", "entry_owner", "evacuate", "level", "level_by_rate", "owners_of"]
 
 
 @attrs.frozen
@@ -91,11 +91,13 @@ def evacuate(sources: Mapping[str, Sequence[Pin]], counts: Mapping[str, float],
 def level(owners: Mapping[str, Sequence[Pin]], capacities: Mapping[str, float],
           servers: Sequence[str], *, receivers: Sequence[str] | None = None,
           moves: Mapping[str, int] | None = None, tolerance: float = 0.0,
-          idle_only: bool = True) -> list[tuple[str, str]]:
+          idle_only: bool = True, max_moves: int | None = None) -> list[tuple[str, str]]:
     """Even out the users of ``servers`` (all on one version): users of the servers above the
     common level move to the servers below it (``receivers`` restricts who may receive).
     ``tolerance`` is the share above its fair count a server may keep (0.05: 5%). Busy entries
-    are never moved when ``idle_only``. Returns ``[(key, receiver), ...]``."""
+    are never moved when ``idle_only``, nor keys already moved ``max_moves`` times (a donor
+    short of others gives fewer: the issue bounds moves per user, evenness comes second).
+    Returns ``[(key, receiver), ...]``."""
     moves = moves or {}
     counts = {s: float(len(owners.get(s, ()))) for s in servers}
     give, take = level_moves(counts, capacities, servers, receivers=receivers,
@@ -104,7 +106,9 @@ def level(owners: Mapping[str, Sequence[Pin]], capacities: Mapping[str, float],
         return []
     per_donor: list[list[str]] = []
     for donor in sorted(give, key=lambda s: (-give[s], s)):
-        pins = [p for p in _order(owners.get(donor, ()), moves) if p.idle or not idle_only]
+        pins = [p for p in _order(owners.get(donor, ()), moves)
+                if (p.idle or not idle_only)
+                and (max_moves is None or moves.get(p.key, 0) < max_moves)]
         per_donor.append([p.key for p in pins[:int(give[donor] + 0.5)]])
     total = min(sum(map(len, per_donor)), int(sum(take.values()) + 0.5))
     if total <= 0:
@@ -132,6 +136,10 @@ def _deal(keys: Sequence[str], shares: Mapping[str, int]) -> list[tuple[str, str
     return out
 
 
+#: :func:`level_by_rate` only moves users moved fewer times than this in the rollout.
+MAX_MOVES = 2
+
+
 def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float],
                   capacities: Mapping[str, float], servers: Sequence[str], *,
                   moves: Mapping[str, int] | None = None, tolerance: float = 0.0
@@ -151,7 +159,9 @@ def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float
         return []
     offered: list[tuple[str, float]] = []
     for donor in sorted(give, key=lambda s: (-give[s], s)):
-        pins = [p for p in _order(owners.get(donor, ()), moves) if p.idle]
+        # Never a third move for a user (the issue's bound): keys already moved twice stay.
+        pins = [p for p in _order(owners.get(donor, ()), moves)
+                if p.idle and moves.get(p.key, 0) < MAX_MOVES]
         users = len(owners.get(donor, ()))
         if not users or rates.get(donor, 0.0) <= 0:
             continue

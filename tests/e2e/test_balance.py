@@ -44,6 +44,16 @@ def pins_per_server(client: Client) -> dict[str, int]:
     return {n: len(owners.get(n, [])) for n in NAMES}
 
 
+def pile_cookie_users_on_s1(client: Client) -> None:
+    """Send every cookie user to s1, as an outage of the others would: they spend a moment in
+    maint (their users are re-dispatched to s1 and get its cookie), then come back."""
+    for name in NAMES[1:]:
+        client.set_state(f"{APP}/{name}", "maint")
+    time.sleep(1.5)
+    for name in NAMES[1:]:
+        client.set_state(f"{APP}/{name}", "ready")
+
+
 def balance(lab: Lab, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     done = run_cli(lab, "balance", APP, "--json", *args, env=cli_env(tmp_path / "state"))
     assert "Traceback" not in done.stderr, describe(done)
@@ -91,12 +101,7 @@ def test_cookie_users_piled_on_one_server_are_spread_again(tmp_path: Path) -> No
             Client(lab.admin_socket) as client, \
             Users(lab, APP, n_users=24, persistence="cookie", think_time=0.1) as users:
         users.wait_warm()
-        # Send everyone to s1: the others in maint for a while, then back.
-        for name in ("s2", "s3", "s4"):
-            client.set_state(f"{APP}/{name}", "maint")
-        time.sleep(1.5)
-        for name in ("s2", "s3", "s4"):
-            client.set_state(f"{APP}/{name}", "ready")
+        pile_cookie_users_on_s1(client)
         time.sleep(0.5)
         code, applied, text = balance(lab, tmp_path, "--apply", "--balance-timeout", "20")
         assert code in (0, 6), text
@@ -187,11 +192,7 @@ def test_balance_stops_with_a_clear_error_when_haproxy_is_reloaded(tmp_path: Pat
     with started_lab(spec) as lab, Client(lab.admin_socket) as client, \
             Users(lab, APP, n_users=24, persistence="cookie", think_time=0.1) as users:
         users.wait_warm()
-        for name in ("s2", "s3", "s4"):
-            client.set_state(f"{APP}/{name}", "maint")
-        time.sleep(1.5)
-        for name in ("s2", "s3", "s4"):
-            client.set_state(f"{APP}/{name}", "ready")
+        pile_cookie_users_on_s1(client)
         with subprocess.Popen(cli_argv(lab, "balance", APP, "--apply", "--balance-timeout",
                                        "30"), env=cli_env(tmp_path / "state"), text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:

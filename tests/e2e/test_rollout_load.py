@@ -115,12 +115,13 @@ def test_cookie_rolling_batch2_sigkill_under_load(tmp_path: Path) -> None:
         # every server serves users once the rollout is over.
         after = per_server_after(users.outcomes(), t_end)
         assert set(after) == set(NAMES), f"requests per server after the rollout: {after}"
-        # Requests without a cookie are load balanced over every server again, all on v2.
-        # (Not 12 new cookie users: HAProxy's weighted round robin queues a server whose
-        # weight just rose for its next cycle, 60 picks here, so 12 first requests may all
-        # land on the servers that kept their weight.)
-        with Users(lab, APP, n_users=12, persistence=None, seed=7) as fresh:
-            fresh.wait_warm(per_user=10)
+        # New users (no cookie yet) are spread over every server again, all on v2. Enough of
+        # them for more than one cycle of HAProxy's weighted round robin: a server whose weight
+        # just rose (the ramp, the even-out's last pulse) is queued for the *next* cycle
+        # (lb_fwrr.c, fwrr_queue_srv), so the first ~40 new users after the rollout may all
+        # land on the servers that kept their weight (measured: 12 of 12 did).
+        with Users(lab, APP, n_users=90, persistence="cookie", seed=7) as fresh:
+            fresh.wait_warm(per_user=2)
             fresh_load = fresh.stop()
         assert_no_disruption(fresh_load)
         assert set(fresh_load.per_server) == set(NAMES), fresh_load.summary()

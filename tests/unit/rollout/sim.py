@@ -353,7 +353,11 @@ class SimHAProxy:
             before_step: Callable[[Step], None] | None = None) -> FlowResult:
         """Drive ``rollout_flow(plan, phases)`` to its end; ``before_step`` sees each step
         before it is performed (e.g. to copy the simulation at that point)."""
-        flow = rollout_flow(plan, phases)
+        return self.drive(rollout_flow(plan, phases), before_step=before_step)
+
+    def drive(self, flow: Generator[Step, Any, T], *,
+              before_step: Callable[[Step], None] | None = None) -> T:
+        """Drive any flow (the rollout, ``balance_flow``) to its end."""
         step: Step = next(flow)
         while True:
             self.steps += 1
@@ -363,21 +367,6 @@ class SimHAProxy:
                                      f"(simulated time {self.elapsed:.1f}s)")
             if before_step is not None:
                 before_step(step)
-            value = self.perform(step)
-            try:
-                step = flow.send(value)
-            except StopIteration as done:
-                result: FlowResult = done.value
-                return result
-
-    def drive(self, flow: Generator[Step, Any, T]) -> T:
-        """Drive any flow (``balance_flow``, a piece of the rollout) to its end."""
-        step: Step = next(flow)
-        while True:
-            self.steps += 1
-            if self.steps > self.max_steps:
-                flow.close()
-                raise AssertionError(f"the flow did not end within {self.max_steps} steps")
             value = self.perform(step)
             try:
                 step = flow.send(value)
