@@ -119,8 +119,6 @@ class _State:
         self.batch: tuple[str, ...] = ()
         #: Stick-table users per server as last read, kept up to date with our own re-pins.
         self.counts: dict[str, float] = {}
-        #: Keys of the current batch counted as moved by the weights (busy when it left).
-        self.counted: set[str] = set()
 
     def version(self, server: str) -> str:
         """"new" for servers serving the new version, "old" for the others."""
@@ -312,7 +310,7 @@ def _take_out(st: _State, batch: Sequence[str], *, keep_out: bool = False) -> Fl
         yield from _send_or_fail(st, [cmd.set_state(plan.ref(s), "maint") for s in draining],
                                  draining, "maint", restore=() if keep_out else batch)
         yield from st.set_all(draining, Phase.MAINT)
-        yield from _evacuate(st, draining, "users of the batch", idle_only=True)
+        yield from _evacuate(st, draining, "users of the batch")
     # Servers resumed past maint are put in maint again: after a crash or a reload, HAProxy's
     # state may not be what the journal says (setting the state they have changes nothing).
     again = st.in_phase(batch, Phase.MAINT, Phase.UPDATING, Phase.FAILED, Phase.DRAINED)
@@ -320,7 +318,7 @@ def _take_out(st: _State, batch: Sequence[str], *, keep_out: bool = False) -> Fl
     if again:
         yield from _send_or_fail(st, [cmd.set_state(plan.ref(s), "maint") for s in again],
                                  again, "maint")
-        yield from _evacuate(st, again, "users of the batch", idle_only=True)
+        yield from _evacuate(st, again, "users of the batch")
     in_maint = st.in_phase(batch, Phase.MAINT, Phase.DRAINED, Phase.UPDATING, Phase.FAILED)
     if not in_maint:
         return
@@ -471,7 +469,6 @@ def _steer_out(st: _State, batch: Sequence[str], live: Mapping[str, Server] | No
     should take for the load to end even."""
     plan = st.plan
     st.receivers, st.receiver_version, st.batch = [], "", tuple(batch)
-    st.counted = set()
     if plan.moves_users is None:
         return
     if live is None:
@@ -523,39 +520,21 @@ def _receivers(new: Sequence[str], old: Sequence[str], loads: Mapping[str, float
     return (list(new), "new") if new_level <= old_level else (list(old), "old")
 
 
-def _evacuate(st: _State, servers: Sequence[str], what: str, *,
-              idle_only: bool = False) -> Flow[None]:
+def _evacuate(st: _State, servers: Sequence[str], what: str) -> Flow[None]:
     """Stick tables: re-pin the users of ``servers`` (in maint) onto the receivers, the
     emptiest first. Safe for promise 1: a request still running on a server in maint can
     only pin its user back to that server, whose persistence HAProxy ignores, so the user's
-    next request is load balanced, and the weights send it to the receivers' version.
-
-    ``idle_only`` (right after maint) leaves the entries a request holds: that request's
-    response would pin its user back anyway, and the weights then send it to another
-    receiver than the re-pin chose, a second move (measured: 7 of 150 users in ``halves``).
-    Those users are re-dispatched once by the weights, and any left pinned to the batch are
-    moved when it has no session left."""
+    next request is load balanced, and the weights send it to the receivers' version."""
     if st.plan.moves_users != "stick" or not st.receivers or not servers:
         return
     pins = yield from st.mover.pins(list(servers))
-    leaving = {s: [p for p in pins.get(s, []) if p.idle or not idle_only] for s in servers}
-    # Users left to the weights move too (once, to the receivers' version): count that move,
-    # so the even-out prefers others (at most two moves per user).
-    for s in servers:
-        for p in pins.get(s, []):
-            if not p.idle and idle_only and p.key not in st.counted:
-                st.counted.add(p.key)
-                st.mover.moves[p.key] = st.mover.moves.get(p.key, 0) + 1
+    leaving = {s: pins.get(s, []) for s in servers}
     if not any(leaving.values()):
         return
     counts = {r: st.counts.get(r, 0.0) for r in st.receivers}
     moves = evacuate(leaving, counts, st.mover.capacities(st.receivers), st.receivers,
                      moves=st.mover.moves)
     done = yield from st.mover.repin(moves, "re-pin " + what)
-    for key, _ in moves:
-        if key in st.counted:  # counted as left to the weights, then re-pinned: one move
-            st.counted.discard(key)
-            st.mover.moves[key] = max(st.mover.moves.get(key, 1) - 1, 0)
     for _, target in moves:
         st.counts[target] = st.counts.get(target, 0.0) + 1
     for s in servers:

@@ -25,8 +25,8 @@ from haproxyctl.rollout.events import Notice
 from haproxyctl.rollout.moves import Mover, measure_rates, report_load
 from haproxyctl.rollout.plan import Plan
 from haproxyctl.rollout.pulses import PulseController
-from haproxyctl.rollout.rebalance import MAX_MOVES, Pin, level_by_rate
 from haproxyctl.rollout.rebalance import level as level_pins
+from haproxyctl.rollout.rebalance import level_by_rate
 from haproxyctl.rollout.steps import Flow, emit, now, send, sleep
 
 __all__ = ["LevelResult", "balance_flow", "level_cookie", "level_stick"]
@@ -79,16 +79,13 @@ def level_stick(plan: Plan, mover: Mover, group: Sequence[str], caps: Mapping[st
         if round_ == 0:
             before = {s: float(len(pins.get(s, ()))) for s in group}
             yield from report_load(f"{stage}: before even-out", before, "users", group, caps)
-        # Users moved twice already are spared while others can be moved (the issue bounds
-        # moves per user); when only they are left and the group is still uneven, evenness
-        # wins (promise 2): measured with 16 users, sparing them left 5/10/0/1. Both passes
-        # are planned on this one read, then sent together.
-        moves = level_pins(pins, caps, group, moves=mover.moves, max_moves=MAX_MOVES)
-        after_first = _apply(pins, moves)
-        counted = dict(mover.moves)
-        for key, _ in moves:
-            counted[key] = counted.get(key, 0) + 1
-        moves += level_pins(after_first, caps, group, moves=counted)
+        # Idle users first; in the last rounds busy ones too, when users are so often busy
+        # that the idle ones cannot even the group out (a busy user's response may pin it
+        # back to the same version, and the next read moves it again).
+        idle_only = round_ < LEVEL_ROUNDS - 2
+        moves = level_pins(pins, caps, group, moves=mover.moves, idle_only=idle_only)
+        if not moves and idle_only:
+            moves = level_pins(pins, caps, group, moves=mover.moves, idle_only=False)
         if not moves:
             break
         done = yield from mover.repin(moves, "even out")
@@ -106,10 +103,8 @@ def level_stick(plan: Plan, mover: Mover, group: Sequence[str], caps: Mapping[st
         if imbalance(rates, caps, group) <= 1 + plan.options.balance_tolerance:
             break
         pins = yield from mover.pins(list(group))
-        tol = plan.options.balance_tolerance / 2
-        moves = (level_by_rate(pins, rates, caps, group, moves=mover.moves, tolerance=tol,
-                               max_moves=MAX_MOVES)
-                 or level_by_rate(pins, rates, caps, group, moves=mover.moves, tolerance=tol))
+        moves = level_by_rate(pins, rates, caps, group, moves=mover.moves,
+                              tolerance=plan.options.balance_tolerance / 2)
         if not moves:
             break
         moved += yield from mover.repin(moves, "even out the request rates")
@@ -121,17 +116,6 @@ def level_stick(plan: Plan, mover: Mover, group: Sequence[str], caps: Mapping[st
                                      f"(stick table {plan.rebalance_table})"))
     return LevelResult("users", before, after, imbalance(before, caps, group),
                        imbalance(after, caps, group), moved=moved)
-
-
-def _apply(pins: Mapping[str, Sequence[Pin]], moves: Sequence[tuple[str, str]]
-           ) -> dict[str, list[Pin]]:
-    """The pins once ``moves`` are applied (a moved entry is fresh, so idle)."""
-    target = dict(moves)
-    out: dict[str, list[Pin]] = {s: [p for p in ps if p.key not in target]
-                                 for s, ps in pins.items()}
-    for key, server in moves:
-        out.setdefault(server, []).append(Pin(key))
-    return out
 
 
 def level_cookie(plan: Plan, mover: Mover, group: Sequence[str], caps: Mapping[str, float], *,

@@ -31,7 +31,7 @@ import attrs
 from haproxyctl.models.table import TableEntry
 from haproxyctl.rollout.balance import allocate, level_moves
 
-__all__ = ["MAX_MOVES", "Pin", "entry_owner", "evacuate", "level", "level_by_rate", "owners_of"]
+__all__ = ["Pin", "entry_owner", "evacuate", "level", "level_by_rate", "owners_of"]
 
 
 @attrs.frozen
@@ -91,13 +91,11 @@ def evacuate(sources: Mapping[str, Sequence[Pin]], counts: Mapping[str, float],
 def level(owners: Mapping[str, Sequence[Pin]], capacities: Mapping[str, float],
           servers: Sequence[str], *, receivers: Sequence[str] | None = None,
           moves: Mapping[str, int] | None = None, tolerance: float = 0.0,
-          idle_only: bool = True, max_moves: int | None = None) -> list[tuple[str, str]]:
+          idle_only: bool = True) -> list[tuple[str, str]]:
     """Even out the users of ``servers`` (all on one version): users of the servers above the
     common level move to the servers below it (``receivers`` restricts who may receive).
     ``tolerance`` is the share above its fair count a server may keep (0.05: 5%). Busy entries
-    are never moved when ``idle_only``, nor keys already moved ``max_moves`` times (a donor
-    short of others gives fewer: the issue bounds moves per user, evenness comes second).
-    Returns ``[(key, receiver), ...]``."""
+    are never moved when ``idle_only``. Returns ``[(key, receiver), ...]``."""
     moves = moves or {}
     counts = {s: float(len(owners.get(s, ()))) for s in servers}
     give, take = level_moves(counts, capacities, servers, receivers=receivers,
@@ -106,9 +104,7 @@ def level(owners: Mapping[str, Sequence[Pin]], capacities: Mapping[str, float],
         return []
     per_donor: list[list[str]] = []
     for donor in sorted(give, key=lambda s: (-give[s], s)):
-        pins = [p for p in _order(owners.get(donor, ()), moves)
-                if (p.idle or not idle_only)
-                and (max_moves is None or moves.get(p.key, 0) < max_moves)]
+        pins = [p for p in _order(owners.get(donor, ()), moves) if p.idle or not idle_only]
         per_donor.append([p.key for p in pins[:int(give[donor] + 0.5)]])
     total = min(sum(map(len, per_donor)), int(sum(take.values()) + 0.5))
     if total <= 0:
@@ -136,14 +132,10 @@ def _deal(keys: Sequence[str], shares: Mapping[str, int]) -> list[tuple[str, str
     return out
 
 
-#: The even-out spares users moved this many times in the rollout while others can move.
-MAX_MOVES = 2
-
-
 def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float],
                   capacities: Mapping[str, float], servers: Sequence[str], *,
-                  moves: Mapping[str, int] | None = None, tolerance: float = 0.0,
-                  max_moves: int | None = None) -> list[tuple[str, str]]:
+                  moves: Mapping[str, int] | None = None, tolerance: float = 0.0
+                  ) -> list[tuple[str, str]]:
     """Even out request *rates* (not user counts) of ``servers``, all of one version.
 
     Users are not alike (a browser loading a page with its assets sends four requests where an
@@ -151,8 +143,7 @@ def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float
     users are taken as its measured rate over its user count, so a donor gives
     ``excess / (rate per user)`` users, in hash order (an unbiased sample of its users); the
     receivers are filled by the rate each should gain. Repeated with fresh measurements this
-    converges in expectation. Returns ``[(key, receiver), ...]``; idle entries only, and
-    with ``max_moves`` only keys moved fewer times than that.
+    converges in expectation. Returns ``[(key, receiver), ...]``; idle entries only.
     """
     moves = moves or {}
     give, take = level_moves(rates, capacities, servers, tolerance=tolerance)
@@ -160,8 +151,7 @@ def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float
         return []
     offered: list[tuple[str, float]] = []
     for donor in sorted(give, key=lambda s: (-give[s], s)):
-        pins = [p for p in _order(owners.get(donor, ()), moves)
-                if p.idle and (max_moves is None or moves.get(p.key, 0) < max_moves)]
+        pins = [p for p in _order(owners.get(donor, ()), moves) if p.idle]
         users = len(owners.get(donor, ()))
         if not users or rates.get(donor, 0.0) <= 0:
             continue
