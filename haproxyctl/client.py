@@ -8,11 +8,12 @@ reply). No method returns ``False`` or ``None`` for failure: they raise a
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -49,6 +50,7 @@ from haproxyctl.models.state import AdminState, ServerState, parse_servers_state
 from haproxyctl.models.table import (
     StickTable,
     TableInfo,
+    TablePins,
     TableReader,
     parse_table,
     parse_tables,
@@ -297,8 +299,7 @@ class Client:
 
     def table_owners(self, name: str, *, where: Iterable[cmd.TableFilter | str] = (),
                      servers: Mapping[int, str] | None = None, backend: str | None = None,
-                     timeout: float | None = None, in_use: set[str] | None = None
-                     ) -> dict[str, list[str]]:
+                     timeout: float | None = None) -> dict[str, list[str]]:
         """Who is pinned where: the keys of a stick table per owning server (operator level).
 
         An entry's owner is its ``server_key`` when set (it takes precedence over
@@ -310,9 +311,24 @@ class Client:
         as ``"#<id>"``; entries pinned nowhere (``server_id`` 0 or none) are left out.
 
         ``where`` filters on HAProxy's side (``"server_id eq 2"``: read only the users of
-        server 2). The reply is read as it streams in, without building entry objects. With
-        ``in_use`` (a set), the keys of entries held by a stream right now are added to it.
+        server 2). The reply is read as it streams in, without building entry objects.
         """
+        with self._table_reader(name, where, servers, backend, timeout) as (reader, names):
+            return reader.owners(names)
+
+    def table_pins(self, name: str, *, where: Iterable[cmd.TableFilter | str] = (),
+                   servers: Mapping[int, str] | None = None, backend: str | None = None,
+                   timeout: float | None = None) -> TablePins:
+        """:meth:`table_owners` plus the keys of the entries a stream holds right now
+        (``TablePins.busy``): what a re-pin needs, since a busy user's response stores its
+        entry again (``process_store_rules`` in HAProxy's ``stream.c``)."""
+        with self._table_reader(name, where, servers, backend, timeout) as (reader, names):
+            return reader.pins(names)
+
+    @contextlib.contextmanager
+    def _table_reader(self, name: str, where: Iterable[cmd.TableFilter | str],
+                      servers: Mapping[int, str] | None, backend: str | None,
+                      timeout: float | None) -> Iterator[tuple[TableReader, dict[int, str]]]:
         filters = _filters(where)
         command = cmd.show_table(name, where=filters)
         if servers is not None and backend is not None:
@@ -320,7 +336,7 @@ class Client:
                              field="servers")
         names = dict(servers) if servers is not None else self._server_names(name, backend)
         with TableReader(self.connection.stream(command, timeout=timeout), name=name) as reader:
-            return reader.owners(names, in_use=in_use)
+            yield reader, names
 
     def map_entries(self, map_id: str) -> list[MapEntry]:
         return parse_map(self.execute(cmd.show_map(map_id)))

@@ -38,6 +38,7 @@ __all__ = [
     "StickTable",
     "TableEntry",
     "TableInfo",
+    "TablePins",
     "TableReader",
     "escape_key",
     "owner_of",
@@ -458,6 +459,19 @@ class _Reply:
             close()
 
 
+@attrs.frozen
+class TablePins:
+    """Who a stick table pins where (owner name -> keys), and the keys of the entries a
+    stream holds right now (``use`` > 0). Built by :meth:`TableReader.pins`."""
+
+    owners: dict[str, list[str]]
+    busy: frozenset[str]
+
+    def idle(self, key: str) -> bool:
+        """No stream holds this key's entry (as of the read)."""
+        return key not in self.busy
+
+
 class TableReader(Iterator[TableEntry]):
     """The entries of one ``show table <name>`` reply, parsed block by block as it arrives.
 
@@ -511,23 +525,32 @@ class TableReader(Iterator[TableEntry]):
         entries = self.read_all()
         return StickTable(self.info, entries)
 
-    def owners(self, names_by_id: Mapping[int, str], *,
-               in_use: set[str] | None = None) -> dict[str, list[str]]:
+    def owners(self, names_by_id: Mapping[int, str]) -> dict[str, list[str]]:
         """Keys per owning server (see :func:`owner_of`), without building entry objects.
 
         Entries that point nowhere are left out; the order of the keys in a list is not
-        significant. With ``in_use``, the keys of entries a stream holds right now
-        (``use`` > 0) are added to that set: a re-pin of such an entry may be undone by the
-        response of the request holding it (the rollout moves idle users first).
+        significant.
         """
+        return self._owners(names_by_id, None)
+
+    def pins(self, names_by_id: Mapping[int, str]) -> TablePins:
+        """:meth:`owners`, and which of those keys a stream holds right now (``use`` > 0): a
+        re-pin of such an entry may be undone by the response of the request holding it
+        (the rollout moves idle users first)."""
+        busy: set[str] = set()
+        owners = self._owners(names_by_id, busy)
+        return TablePins(owners, frozenset(busy))
+
+    def _owners(self, names_by_id: Mapping[int, str], busy: set[str] | None
+                ) -> dict[str, list[str]]:
         by_key: dict[str, list[str]] = {}
         by_id: dict[str, list[str]] = {}
         reply = self._reply
         try:
             for block in reply.raw_blocks():
                 _owners_block(block, by_key, by_id)
-                if in_use is not None:
-                    _busy_block(block, in_use)
+                if busy is not None:
+                    _busy_block(block, busy)
         except _Refused as exc:
             raise reply.refusal(exc.note) from None
         return _resolve_owners(by_key, by_id, names_by_id)

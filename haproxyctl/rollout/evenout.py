@@ -39,8 +39,7 @@ from haproxyctl.models.state import AdminState
 from haproxyctl.rollout.events import Event
 from haproxyctl.rollout.journal import Journal
 from haproxyctl.rollout.leveling import LevelResult, balance_flow
-from haproxyctl.rollout.options import RolloutOptions
-from haproxyctl.rollout.plan import Plan, PlanError, make_plan
+from haproxyctl.rollout.plan import Plan, PlanError, balance_plan
 from haproxyctl.rollout.runner import Runner, StopSignal
 from haproxyctl.rollout.steps import Emit, Flow, Now, Send
 
@@ -106,7 +105,7 @@ def even_out(client: Client, backend: str, *, servers: Sequence[str] | None = No
 
     path = Rollout(client, backend, journal=journal).journal_path
     with _locked(path, apply) as _:
-        plan, group = _plan(client, backend, servers, tolerance, timeout, max_unavailable)
+        plan, group = _plan(client, backend, servers, tolerance, timeout)
         runner = Runner(client, None, journal=None, stop=stop)
         flow = balance_flow(plan, group, apply=apply, max_out=max_unavailable)
         result: LevelResult | None = None
@@ -155,7 +154,7 @@ def _locked(path: Path | None, apply: bool) -> Iterator[None]:
 
 
 def _plan(client: Client, backend: str, wanted: Sequence[str] | None, tolerance: float,
-          timeout: float, max_unavailable: int) -> tuple[Plan, list[str]]:
+          timeout: float) -> tuple[Plan, list[str]]:
     level = client.cli_level()
     stats = client.stats(backend)
     rows = [b for b in stats.backends if b.name == backend]
@@ -166,14 +165,8 @@ def _plan(client: Client, backend: str, wanted: Sequence[str] | None, tolerance:
     if len(live) < 2:
         raise PlanError(f"backend {backend!r} has {len(live)} server(s); evening out needs at "
                         "least two")
-    # make_plan's checks are a rollout's; here only the persistence and the weights matter.
-    options = RolloutOptions(batch_size=1, allow_version_flips=True, rebalance=True,
-                             balance_tolerance=tolerance, balance_timeout=timeout,
-                             max_unavailable=len(live) or 1)
-    plan = make_plan(backend, live, rows[0], client.tables(), options)
-    if plan.moves_users is None:
-        raise PlanError(f"backend {backend!r} has no cookie or stick-table persistence: every "
-                        "request is load balanced on its own, there is nothing to even out")
+    plan = balance_plan(backend, live, rows[0], client.tables(), tolerance=tolerance,
+                        timeout=timeout)
     in_service = [s.name for s in live
                   if s.admin_state is AdminState.READY and s.status == "UP"]
     if wanted is None:

@@ -37,6 +37,7 @@ __all__ = [
     "Plan",
     "PlanError",
     "ServerSnapshot",
+    "balance_plan",
     "batches_for",
     "detect_persistence",
     "make_plan",
@@ -504,3 +505,28 @@ def make_plan(
                 skipped=tuple(skipped), max_unavailable=max_unavailable, persistence=kind,
                 options=options, notes=tuple(notes), rebalance_table=rebalance_table,
                 algo=backend_stat.algo)
+
+
+def balance_plan(backend: str, servers: Sequence[Server], backend_stat: BackendStat,
+                 tables: Sequence[TableInfo], *, tolerance: float, timeout: float) -> Plan:
+    """The plan ``haproxyctl balance`` works on: no batches, only what moving users needs
+    (the servers with their weights and states, the persistence, the stick table to re-pin,
+    the balance algorithm and the even-out's tolerance and timeout). Servers not ready are
+    ``skipped``: a pulse's steering leaves them alone. Raises PlanError without
+    persistence (every request is then balanced on its own: nothing to even out)."""
+    detected = detect_persistence(backend_stat, tables)
+    snaps = {s.name: ServerSnapshot.of(s) for s in servers}
+    skipped = tuple(n for n, s in snaps.items() if s.admin_state is not AdminState.READY)
+    cookie = detected.kind.startswith("cookie")
+    options = RolloutOptions(batch_size=1, rebalance=True, balance_tolerance=tolerance,
+                             balance_timeout=timeout, max_unavailable=max(len(snaps), 1))
+    plan = Plan(backend=backend, strategy=options.strategy, batches=(), servers=snaps,
+                skipped=skipped, max_unavailable=options.max_unavailable or 1,
+                persistence=detected.kind, options=options,
+                rebalance_table=None if cookie or not detected.tables else detected.tables[0],
+                algo=backend_stat.algo)
+    if plan.moves_users is None:
+        raise PlanError(f"backend {backend!r} has no cookie or stick-table persistence: every "
+                        "request is load balanced on its own, there is nothing to even out")
+    return plan
+

@@ -31,7 +31,7 @@ import attrs
 from haproxyctl.models.table import TableEntry
 from haproxyctl.rollout.balance import allocate, level_moves
 
-__all__ = ["Pin", "entry_owner", "evacuate", "level", "level_by_rate", "owners_of"]
+__all__ = ["Pin", "entry_owner", "evacuate", "level", "level_by_rate", "moved_pins", "owners_of"]
 
 
 @attrs.frozen
@@ -166,6 +166,18 @@ def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float
             break  # nobody needs even half a user more
         out.append((key, receiver))
         need[receiver] -= weight
+    return out
+
+
+def moved_pins(owners: Mapping[str, Sequence[Pin]], moves: Sequence[tuple[str, str]]
+               ) -> dict[str, list[Pin]]:
+    """``owners`` as it is once ``moves`` (``[(key, receiver), ...]``) are applied: what a
+    re-read of the table would show if no response pinned anyone back meanwhile."""
+    target = dict(moves)
+    out: dict[str, list[Pin]] = {s: [] for s in owners}
+    for server, pins in owners.items():
+        for p in pins:
+            out.setdefault(target.get(p.key, server), []).append(p)
     return out
 
 

@@ -257,11 +257,10 @@ def read_pins(client: Client, step: ReadPins) -> dict[str, list[Pin]]:
     big table is then not read whole), else one read of the whole table. Streamed, without
     building entry objects (a table of 100,000 users is read in about 0.1 s)."""
     names = dict((i, n) for n, i in step.names)
-    busy: set[str] = set()
 
     def pins(where: list[str]) -> dict[str, list[Pin]]:
-        owners = client.table_owners(step.table, where=where, servers=names, in_use=busy)
-        return {s: [Pin(k, k not in busy) for k in keys] for s, keys in owners.items()}
+        read = client.table_pins(step.table, where=where, servers=names)
+        return {s: [Pin(k, read.idle(k)) for k in keys] for s, keys in read.owners.items()}
 
     if step.servers is None or len(step.servers) * 4 > max(len(step.names), 1):
         found = pins([])

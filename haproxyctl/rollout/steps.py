@@ -18,7 +18,6 @@ import attrs
 from haproxyctl.errors import CommandError
 from haproxyctl.models.server import Server
 from haproxyctl.models.stat import ServerStat
-from haproxyctl.models.table import StickTable
 from haproxyctl.protocol.encode import Command, ServerRef
 from haproxyctl.protocol.replies import Reply
 from haproxyctl.rollout.events import Event
@@ -30,7 +29,6 @@ __all__ = [
     "Now",
     "Probe",
     "ReadPins",
-    "ReadTable",
     "Send",
     "Sleep",
     "Snapshot",
@@ -42,7 +40,6 @@ __all__ = [
     "now",
     "probe",
     "read_pins",
-    "read_table",
     "send",
     "sleep",
     "snapshot",
@@ -73,13 +70,6 @@ class Snapshot:
     """Read the whole backend (stat + state); result: (now, servers)."""
 
     backend: str
-
-
-@attrs.frozen
-class ReadTable:
-    """Read a stick table's entries; result: (now, StickTable)."""
-
-    table: str
 
 
 @attrs.frozen
@@ -144,7 +134,7 @@ class Emit:
     event: Event
 
 
-Step = Send | Probe | Snapshot | ReadTable | ReadPins | Sleep | Now | Update | Emit
+Step = Send | Probe | Snapshot | ReadPins | Sleep | Now | Update | Emit
 Flow = Generator[Step, Any, T]
 
 
@@ -161,11 +151,6 @@ def probe(refs: Sequence[ServerRef]) -> Flow[tuple[float, list[ServerStat]]]:
 def snapshot(backend: str) -> Flow[tuple[float, list[Server]]]:
     result = yield Snapshot(backend)
     return cast("tuple[float, list[Server]]", result)
-
-
-def read_table(table: str) -> Flow[tuple[float, StickTable]]:
-    result = yield ReadTable(table)
-    return cast("tuple[float, StickTable]", result)
 
 
 def read_pins(table: str, servers: Sequence[tuple[str, int]] | None,

@@ -8,7 +8,9 @@ The lab of this module (its own, see ``tables_spec``):
 * ``pins`` / ``users``: a table declared in ``pins`` and used by ``users`` (``stick on src
   table pins``), whose ids therefore name ``users``'s servers;
 * ``tracked``: an ip table that stores no ``server_id`` (tracking only), where every ``set
-  table ... data.server_id`` is refused.
+  table ... data.server_id`` is refused;
+* ``counted``: persistence on ``X-User`` whose table is also tracked (``track-sc0``), as
+  sites do to rate-limit, so a running request holds its user's entry (``use=1``).
 
 Ground truth is read with the lab's raw socket helpers, never with the client under test.
 """
@@ -19,6 +21,7 @@ import http.client
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,7 +44,8 @@ from haproxyctl.models.table import TableReader
 pytestmark = pytest.mark.integration
 
 WEB, IPT, PINS, USERS, TRACKED = "web", "ipt", "pins", "users", "tracked"
-TABLES = (WEB, IPT, PINS, TRACKED)
+COUNTED = "counted"
+TABLES = (WEB, IPT, PINS, TRACKED, COUNTED)
 
 
 def _no_app(name: str) -> ServerSpec:
@@ -62,6 +66,11 @@ def tables_spec(map_path: str) -> LabSpec:
         BackendSpec(TRACKED, [_no_app("t1")],
                     extra=["stick-table type ip size 1k expire 30m store gpc0",
                            "http-request track-sc0 src"], **quiet),
+        BackendSpec(COUNTED, [ServerSpec("c1")], checks=False,
+                    extra=["stick-table type string len 64 size 1k expire 30m "
+                           "store server_id,http_req_cnt",
+                           "http-request track-sc0 req.hdr(X-User)",
+                           "stick on req.hdr(X-User)"]),
     ])
 
 
@@ -372,3 +381,61 @@ def test_reader_on_raw_pipelined_reply(rig: Rig) -> None:
     (body,) = pipeline_lines(rig.admin, [f"show table {IPT}\n".encode()])
     entries = TableReader([body + b"\n"]).read_all()
     assert [e.key for e in entries] == [ip_key(i) for i in range(100)]
+
+
+def _slow_request(rig: Rig, backend: str, user: str) -> http.client.HTTPConnection:
+    conn = http.client.HTTPConnection("127.0.0.1", rig.lab.frontend_port(backend), timeout=10)
+    conn.request("GET", "/slow?s=1.5", headers={"X-User": user})
+    return conn
+
+
+def _visit(rig: Rig, backend: str, user: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", rig.lab.frontend_port(backend), timeout=10)
+    try:
+        conn.request("GET", "/", headers={"X-User": user})
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
+def test_pins_mark_the_users_whose_request_is_running(client: Client, rig: Rig) -> None:
+    """``table_pins`` says whose entry a stream holds right now (``use`` > 0). HAProxy holds
+    an entry for a whole request only when the request *tracks* it (``track-sc``, here on the
+    same table); a re-pin of that user would be undone by its response."""
+    _visit(rig, COUNTED, "idle one")
+    _visit(rig, COUNTED, "busy one")
+    conn = _slow_request(rig, COUNTED, "busy one")
+    try:
+        deadline = time.monotonic() + 5
+        pins = client.table_pins(COUNTED)
+        while not pins.busy and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pins = client.table_pins(COUNTED)
+        assert pins.busy == {"busy one"}
+        assert pins.idle("idle one")
+        assert not pins.idle("busy one")
+        assert set(pins.owners) == {"c1"}
+        assert sorted(pins.owners["c1"]) == ["busy one", "idle one"]
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+    after = client.table_pins(COUNTED)
+    assert after.busy == frozenset()
+    assert after.owners == client.table_owners(COUNTED)
+
+
+def test_plain_stick_on_holds_no_entry_while_a_request_runs(client: Client, rig: Rig) -> None:
+    """With ``stick on`` alone HAProxy takes the entry and lets it go at once
+    (``process_sticking_rules``: ``stktable_touch_local(..., 1)``), and stores a fresh one
+    when the response comes: ``use`` stays 0 while the request runs, so nobody looks busy
+    and a re-pin made meanwhile is undone by the response (what the rollout's re-reads are
+    for)."""
+    assert visit(rig, "slow one") in ("w1", "w2")
+    conn = _slow_request(rig, WEB, "slow one")
+    try:
+        time.sleep(0.5)
+        assert client.table_pins(WEB).busy == frozenset()
+        assert rig.raw(f"show table {WEB}").count(" use=0 ") == 1
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()

@@ -423,7 +423,7 @@ def test_owners_without_entries_equal_the_entries_owners(
 def test_in_use_keys_are_those_the_entries_say(
     specs: list[tuple[str, int | None, str | None, bool]], uses: list[int], size: int,
 ) -> None:
-    """``owners(in_use=...)`` collects exactly the keys whose entry has ``use`` > 0, whatever
+    """``pins()`` finds exactly the keys whose entry has ``use`` > 0, whatever
     the chunking and the keys' escaping."""
     text = table_text(specs)
     lines = text.split("\n")
@@ -431,9 +431,9 @@ def test_in_use_keys_are_those_the_entries_say(
         lines[i + 1] = lines[i + 1].replace(" use=0 ", f" use={use} ", 1)
     text = "\n".join(lines)
     expected = {e.key for e in parse_table(text).entries if e.use}
-    busy: set[str] = set()
-    TableReader(chunks_of(text, size)).owners({1: "s1"}, in_use=busy)
-    assert busy == expected
+    pins = TableReader(chunks_of(text, size)).pins({1: "s1"})
+    assert pins.busy == expected
+    assert pins.owners == TableReader(chunks_of(text, size)).owners({1: "s1"})
 
 
 def test_owners_of_a_layout_the_fast_path_does_not_know() -> None:

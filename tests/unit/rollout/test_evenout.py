@@ -6,6 +6,7 @@ from __future__ import annotations
 from haproxyctl.models.state import AdminState
 from haproxyctl.rollout.leveling import LevelResult, balance_flow
 from haproxyctl.rollout.options import RolloutOptions
+from haproxyctl.rollout.steps import Flow, Probe, Step
 
 from .sim import SimHAProxy, make_servers
 
@@ -58,3 +59,44 @@ def test_cookie_users_are_evened_out_with_pulses_and_weights_restored() -> None:
     assert _untouched(sim)
     # One server out at a time (max_out=1), never two.
     assert all(len(x.commands) <= 1 for x in sim.sends if x.label == "pulse")
+
+
+def _steps_of(sim: SimHAProxy, flow: Flow[LevelResult], *, traffic: bool
+              ) -> tuple[list[str], LevelResult]:
+    """Drive ``flow``; with ``traffic``, each of a server's users sends a request before every
+    probe (the sim's stick users do not click on their own). Returns the step type names and
+    the result."""
+    kinds: list[str] = []
+
+    def before(step: Step) -> None:
+        kinds.append(type(step).__name__)
+        if traffic and isinstance(step, Probe):
+            for name, users in sim.users_per_server().items():
+                sim.servers[name].stot += users
+
+    result = sim.drive(flow, before_step=before)
+    return kinds, result
+
+
+def test_stick_even_out_without_traffic_reads_the_table_once_and_waits_for_nothing() -> None:
+    """No request reached the group since the read: nobody can have been pinned back, and
+    there is no rate to measure, so neither the verifying re-read nor the 1.5 s measurement
+    happens (what made a 100,000-user rollout miss its 1 s per batch)."""
+    sim = SimHAProxy(make_servers(4), cookie=None, table=True)
+    sim.put_entries({f"10.0.1.{i}": "s1" for i in range(48)})
+    kinds, result = _steps_of(sim, balance_flow(sim.plan(OPTIONS), NAMES, apply=True),
+                              traffic=False)
+    assert sim.users_per_server() == dict.fromkeys(NAMES, 12)
+    assert kinds.count("ReadPins") == 1
+    assert "Sleep" not in kinds
+    assert result.after == dict.fromkeys(NAMES, 12.0)
+
+
+def test_stick_even_out_with_traffic_reads_again_and_measures_rates() -> None:
+    sim = SimHAProxy(make_servers(4), cookie=None, table=True)
+    sim.put_entries({f"10.0.1.{i}": "s1" for i in range(48)})
+    kinds, _ = _steps_of(sim, balance_flow(sim.plan(OPTIONS), NAMES, apply=True),
+                         traffic=True)
+    assert sim.users_per_server() == dict.fromkeys(NAMES, 12)
+    assert kinds.count("ReadPins") >= 2  # the verifying re-read
+    assert max(x.seconds for x in sim.sleeps) >= 1.5  # the rate measurement window

@@ -17,6 +17,7 @@ from haproxyctl.rollout.plan import (
     Plan,
     PlanError,
     ServerSnapshot,
+    balance_plan,
     make_plan,
     ramp_weights,
 )
@@ -439,3 +440,27 @@ def test_dry_run_with_ramp_lists_every_command_the_flow_sends() -> None:
     ramps = [c.line for s in sim.sends if s.label == "ramp weight" for c in s.commands]
     assert ramps == [c.line for label, commands in plan.commands() if "ramp step" in label
                      for c in commands]
+
+
+# -- the balance command's plan -----------------------------------------------------------------
+
+
+def _balance_plan(sim: SimHAProxy) -> Plan:
+    _, servers = sim.snapshot_result()
+    tables = [TableInfo(BACKEND, "ip", 1024, 0)] if sim.has_table else []
+    return balance_plan(BACKEND, servers, backend_stat(cookie=sim.cookie), tables,
+                        tolerance=0.05, timeout=30.0)
+
+
+def test_balance_plan_has_no_batches_and_moves_users_by_the_persistence() -> None:
+    stick = _balance_plan(_sim(4, cookie=None, table=True, disabled={3: AdminState.DRAIN}))
+    assert (stick.batches, stick.moves_users, stick.rebalance_table) == ((), "stick", BACKEND)
+    assert stick.skipped == ("s3",)  # not ready: a pulse's steering leaves it alone
+    assert (stick.options.balance_tolerance, stick.options.balance_timeout) == (0.05, 30.0)
+    cookie = _balance_plan(_sim(4))
+    assert (cookie.moves_users, cookie.rebalance_table) == ("cookie", None)
+
+
+def test_balance_plan_refuses_a_backend_without_persistence() -> None:
+    with pytest.raises(PlanError, match="no cookie or stick-table persistence"):
+        _balance_plan(_sim(4, cookie=None))

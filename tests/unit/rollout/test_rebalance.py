@@ -8,7 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from haproxyctl.models.table import TableEntry, parse_table
-from haproxyctl.rollout.rebalance import Pin, entry_owner, evacuate, level, level_by_rate, owners_of
+from haproxyctl.rollout.rebalance import (
+    Pin,
+    entry_owner,
+    evacuate,
+    level,
+    level_by_rate,
+    moved_pins,
+    owners_of,
+)
 
 NAMES = [f"s{i}" for i in range(1, 7)]
 IDS = {i: f"s{i}" for i in range(1, 7)}
@@ -169,3 +177,27 @@ def test_level_by_rate_only_moves_existing_idle_keys_once_each(
     owner_of = {p.key: s for s, pins in owners.items() for p in pins}
     assert all(owner_of[k] != r for k, r in moves)
     assert all(r in servers for _, r in moves)
+
+
+@given(st.dictionaries(st.sampled_from(["s1", "s2", "s3"]),
+                       st.lists(st.integers(0, 30), unique=True, max_size=10)),
+       st.data())
+def test_moved_pins_is_what_a_reread_would_show(raw: dict[str, list[int]],
+                                                data: st.DataObject) -> None:
+    """Every key stays exactly once, moved keys sit at their receiver, the others where they
+    were, and each keeps its idle flag."""
+    seen: set[int] = set()
+    owners: dict[str, list[Pin]] = {}
+    for server, ids in raw.items():
+        owners[server] = [Pin(f"k{i}", i % 2 == 0) for i in ids if i not in seen]
+        seen.update(ids)
+    keys = [p.key for ps in owners.values() for p in ps]
+    moved = data.draw(st.lists(st.sampled_from(keys), unique=True) if keys else st.just([]))
+    moves = [(k, data.draw(st.sampled_from(["s1", "s2", "s3", "s4"]))) for k in moved]
+    out = moved_pins(owners, moves)
+    where = {p.key: (s, p.idle) for s, ps in out.items() for p in ps}
+    assert sorted(where) == sorted(keys)
+    target = dict(moves)
+    for s, ps in owners.items():
+        for p in ps:
+            assert where[p.key] == (target.get(p.key, s), p.idle)
