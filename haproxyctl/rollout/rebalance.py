@@ -82,7 +82,11 @@ def evacuate(sources: Mapping[str, Sequence[Pin]], counts: Mapping[str, float],
     """Re-pin every user of ``sources`` (servers being taken out) onto ``receivers``, so that
     the receivers' users per unit of capacity (``counts``: users each holds now) end as even as
     possible: the emptiest receive first. Returns ``[(key, receiver), ...]``."""
-    keys = [p.key for s in sorted(sources) for p in _order(sources[s], moves or {})]
+    # One order over all sources (not source by source), so that the deal gives every
+    # receiver its share of the users moved least: the even-out at the end can then take
+    # users who moved once from every server (a receiver holding only users already moved
+    # twice would have to move one a third time).
+    keys = [p.key for p in _order([p for s in sorted(sources) for p in sources[s]], moves or {})]
     if not keys or not receivers:
         return []
     return _deal(keys, allocate(len(keys), counts, capacities, receivers))
@@ -117,25 +121,21 @@ def level(owners: Mapping[str, Sequence[Pin]], capacities: Mapping[str, float],
 
 
 def _deal(keys: Sequence[str], shares: Mapping[str, int]) -> list[tuple[str, str]]:
-    """Hand ``keys`` out one at a time to the receivers in turn, each up to its share, so a
-    partial send (an error half-way) still spreads users, and no receiver gets a run of
-    neighbouring keys."""
-    out: list[tuple[str, str]] = []
-    it = iter(keys)
-    pending = {r: n for r, n in shares.items() if n > 0}
-    while pending:
-        for r in sorted(pending):
-            out.append((next(it), r))
-            pending[r] -= 1
-            if not pending[r]:
-                del pending[r]
-    return out
+    """Hand ``keys`` out to the receivers, each up to its share, interleaved in proportion to
+    the shares (a receiver taking a third of the keys takes every third one): a partial send
+    (an error half-way) still spreads users, no receiver gets a run of neighbouring keys, and
+    since the keys come least-moved first, each receiver gets its proportion of the users
+    moved least (not the first of them all because its share is small)."""
+    total = sum(n for n in shares.values() if n > 0)
+    # Receiver r's j-th key belongs at (j + 0.5) / share of the way through the keys.
+    slots = sorted(((j + 0.5) / n, r) for r, n in shares.items() if n > 0 for j in range(n))
+    return [(key, r) for key, (_, r) in zip(keys, slots[:total], strict=False)]
 
 
 def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float],
                   capacities: Mapping[str, float], servers: Sequence[str], *,
-                  moves: Mapping[str, int] | None = None, tolerance: float = 0.0
-                  ) -> list[tuple[str, str]]:
+                  moves: Mapping[str, int] | None = None, tolerance: float = 0.0,
+                  max_moves: int | None = None) -> list[tuple[str, str]]:
     """Even out request *rates* (not user counts) of ``servers``, all of one version.
 
     Users are not alike (a browser loading a page with its assets sends four requests where an
@@ -143,7 +143,8 @@ def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float
     users are taken as its measured rate over its user count, so a donor gives
     ``excess / (rate per user)`` users, in hash order (an unbiased sample of its users); the
     receivers are filled by the rate each should gain. Repeated with fresh measurements this
-    converges in expectation. Returns ``[(key, receiver), ...]``; idle entries only.
+    converges in expectation. Returns ``[(key, receiver), ...]``; idle entries only, and
+    only users moved fewer than ``max_moves`` times so far (when given).
     """
     moves = moves or {}
     give, take = level_moves(rates, capacities, servers, tolerance=tolerance)
@@ -151,7 +152,8 @@ def level_by_rate(owners: Mapping[str, Sequence[Pin]], rates: Mapping[str, float
         return []
     offered: list[tuple[str, float]] = []
     for donor in sorted(give, key=lambda s: (-give[s], s)):
-        pins = [p for p in _order(owners.get(donor, ()), moves) if p.idle]
+        pins = [p for p in _order(owners.get(donor, ()), moves)
+                if p.idle and (max_moves is None or moves.get(p.key, 0) < max_moves)]
         users = len(owners.get(donor, ()))
         if not users or rates.get(donor, 0.0) <= 0:
             continue

@@ -62,6 +62,22 @@ def test_evacuate_fills_the_emptiest_receivers_first() -> None:
     assert abs(got["s3"] - got["s4"]) <= 1
 
 
+def test_evacuate_gives_every_receiver_its_share_of_the_least_moved() -> None:
+    """Users moved once and users never moved leave together. Each receiver gets the never
+    moved in proportion to what it takes (the even-out can then move never-moved users off
+    every server), not the first of them all while the others get only the moved ones."""
+    sources = {"s4": pins("a", 30), "s5": pins("b", 30)}
+    moved_once = {p.key: 1 for p in sources["s4"]}
+    moves = evacuate(sources, {"s1": 0.0, "s2": 30.0}, {"s1": 1.0, "s2": 1.0}, ["s1", "s2"],
+                     moves=moved_once)
+    per = Counter(t for _, t in moves)
+    fresh = Counter(t for k, t in moves if k not in moved_once)
+    assert dict(per) == {"s1": 45, "s2": 15}  # 90 users, 45 each
+    assert fresh["s1"] in (22, 23)
+    assert fresh["s2"] in (7, 8)
+    assert fresh["s1"] + fresh["s2"] == 30
+
+
 def test_evacuate_follows_capacities() -> None:
     moves = evacuate({"s1": pins("s1", 30)}, {"s2": 0, "s3": 0}, {"s2": 1, "s3": 2},
                      ["s2", "s3"])
@@ -163,6 +179,17 @@ def test_level_by_rate_leaves_an_even_group_and_busy_entries_alone() -> None:
     owners = {"a": [Pin("a0", idle=False), Pin("a1", idle=False)], "b": [Pin("b0")]}
     assert level_by_rate(owners, {"a": 10.0, "b": 10.0}, {}, ["a", "b"]) == []
     assert level_by_rate(owners, {"a": 30.0, "b": 1.0}, {}, ["a", "b"]) == []
+
+
+def test_level_by_rate_never_moves_a_user_past_max_moves() -> None:
+    owners = {"a": [Pin(f"a{i}") for i in range(10)], "b": [Pin(f"b{i}") for i in range(10)]}
+    twice = {f"a{i}": 2 for i in range(8)}
+    out = level_by_rate(owners, {"a": 40.0, "b": 10.0}, {}, ["a", "b"], moves=twice,
+                        max_moves=2)
+    assert out
+    assert {k for k, _ in out} <= {"a8", "a9"}
+    assert level_by_rate(owners, {"a": 40.0, "b": 10.0}, {}, ["a", "b"],
+                         moves={f"a{i}": 2 for i in range(10)}, max_moves=2) == []
 
 
 @given(st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.integers(0, 30), min_size=2),
