@@ -377,7 +377,8 @@ class Client:
         return self.execute(cmd.set_address(cmd.as_ref(ref), address, port)).strip()
 
     def shutdown_sessions(self, ref: RefLike) -> None:
-        """Kill every session on the server (in-flight requests get a 502)."""
+        """Kill every session on the server. A request in flight gets a 502 from HAProxy up to
+        3.0.5; from 3.0.6 / 3.1 on its client connection is closed with no response."""
         self.execute(cmd.shutdown_sessions(cmd.as_ref(ref)))
 
     def table_set(self, name: str, key: str, data: Mapping[str, int]) -> None:

@@ -190,7 +190,8 @@ def set_address(ref: ServerRef | str, address: str, port: int | None = None) -> 
 
 
 def shutdown_sessions(ref: ServerRef | str) -> Command:
-    """Kill every session on the server; in-flight requests get a 502 (reference §4)."""
+    """Kill every session on the server (reference §4). In-flight requests get a 502 up to
+    HAProxy 3.0.5; from 3.0.6 / 3.1 their connections are closed with no response."""
     return Command.build("shutdown sessions server", str(as_ref(ref)), expect=Expect.EMPTY)
 
 

@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
 
     p = add("shutdown-sessions", "shutdown_sessions",
-            "kill every session of a server (in-flight requests get a 502)")
+            "kill every session of a server (in-flight requests are cut: a 502 up to "
+            "HAProxy 3.0.5, no response from 3.0.6/3.1 on)")
     p.add_argument("server", metavar="BACKEND/SERVER")
 
     table = add("table", "table", "stick tables: list, show, set, clear (operator)")

@@ -30,7 +30,7 @@ from haproxyctl.lab.config import (
     synthetic_spec,
 )
 from haproxyctl.lab.errors import LabError, LabTimeout
-from haproxyctl.lab.haproxy import Lab, find_haproxy
+from haproxyctl.lab.haproxy import HAPROXY_ENV, Lab, find_haproxy, haproxy_version
 from haproxyctl.lab.polling import poll_until
 from haproxyctl.lab.process import ManagedProcess, live_processes, stop_all
 from haproxyctl.lab.rawcli import Address, parse_show_stat, raw_command, show_stat
@@ -44,6 +44,7 @@ from haproxyctl.lab.users import (
 )
 
 __all__ = [
+    "HAPROXY_ENV",
     "Address",
     "AppHandle",
     "BackendSpec",
@@ -64,6 +65,7 @@ __all__ = [
     "find_haproxy",
     "flip_backs",
     "frontend_name",
+    "haproxy_version",
     "live_processes",
     "load_windows",
     "mixed_pages",

@@ -39,7 +39,7 @@ from haproxyctl.lab.polling import poll_until
 from haproxyctl.lab.process import ManagedProcess, read_log_tail
 from haproxyctl.lab.rawcli import raw_command, show_stat
 
-__all__ = ["Lab", "find_haproxy"]
+__all__ = ["HAPROXY_ENV", "Lab", "find_haproxy", "haproxy_version"]
 
 # sizeof(sockaddr_un.sun_path) is 108 on Linux, including the terminating NUL.
 _SOCKET_PATH_MAX = 107
@@ -49,20 +49,53 @@ _HAPROXY_STOP_TIMEOUT = 5.0
 _CONFIG_CHECK_TIMEOUT = 30.0
 
 
+#: Environment variable naming the HAProxy binary the lab runs (e.g. one made by
+#: ``scripts/haproxy-binaries.sh``); it wins over PATH.
+HAPROXY_ENV = "HAPROXYCTL_HAPROXY"
+
+
 def find_haproxy(explicit: str | None = None) -> str:
-    """Path of the HAProxy binary: ``explicit``, else ``haproxy`` on PATH, else /usr/sbin.
+    """Path of the HAProxy binary: ``explicit``, else ``$HAPROXYCTL_HAPROXY``, else ``haproxy``
+    on PATH, else /usr/sbin/haproxy.
+
+    An explicit path or a set ``$HAPROXYCTL_HAPROXY`` that is not executable is an error, not a
+    reason to fall back: tests meant for one HAProxy version must not quietly run on another.
 
     Raises:
         LabError: no binary found, with how to install one.
     """
-    candidates = [explicit] if explicit else [shutil.which("haproxy"), "/usr/sbin/haproxy"]
-    for candidate in candidates:
+    chosen = explicit or os.environ.get(HAPROXY_ENV) or None
+    if chosen is not None:
+        if os.access(chosen, os.X_OK) and os.path.isfile(chosen):
+            return chosen
+        origin = "given" if explicit else f"from ${HAPROXY_ENV}"
+        raise LabError(f"HAProxy binary {chosen!r} ({origin}) is not an executable file")
+    for candidate in (shutil.which("haproxy"), "/usr/sbin/haproxy"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise LabError(
-        f"HAProxy binary not found (looked for {explicit or 'haproxy on PATH and /usr/sbin'}); "
-        "install it, e.g. `apt-get install haproxy`"
+        f"HAProxy binary not found (looked for ${HAPROXY_ENV}, haproxy on PATH and /usr/sbin); "
+        "install it, e.g. `apt-get install haproxy`, or set "
+        f"{HAPROXY_ENV} (scripts/haproxy-binaries.sh makes Debian's 3.0 and 3.2)"
     )
+
+
+def haproxy_version(binary: str) -> str:
+    """The version ``binary -v`` reports (e.g. ``2.6.12-1+deb12u4``).
+
+    Raises:
+        LabError: the binary does not run or does not say its version.
+    """
+    try:
+        result = subprocess.run([binary, "-v"], stdin=subprocess.DEVNULL, capture_output=True,
+                                text=True, timeout=_CONFIG_CHECK_TIMEOUT, check=False)
+    except OSError as exc:
+        raise LabError(f"cannot run {binary}: {exc}") from exc
+    words = result.stdout.split()
+    if result.returncode != 0 or words[:2] != ["HAProxy", "version"] or len(words) < 3:
+        raise LabError(f"{binary} -v did not say its version (exit {result.returncode}): "
+                       f"{(result.stdout + result.stderr).strip()[:200]}")
+    return words[2]
 
 
 class Lab:
@@ -72,7 +105,9 @@ class Lab:
         spec: what to run. Server ports left at None are assigned at start.
         dir: where to put the lab's files. None: a new directory under /tmp, removed at stop.
             A given directory is kept (useful to inspect logs after a failure).
-        haproxy_bin: the HAProxy binary; default: found by :func:`find_haproxy`.
+        haproxy_bin: the HAProxy binary; default: found by :func:`find_haproxy`
+            (``$HAPROXYCTL_HAPROXY``, PATH, /usr/sbin). The config check (``-c``) and the
+            master-worker start (``-W -S``) both run this binary, and so does every reload.
         timeout: bound, in seconds, of each startup wait (apps ready, HAProxy ready,
             servers UP).
     """
@@ -122,6 +157,7 @@ class Lab:
         if self._started:
             raise LabError("this lab was already started; make a new Lab")
         binary = find_haproxy(self._haproxy_bin)
+        self._haproxy_bin = binary
         self._started = True
         _running_labs.add(self)
         try:
@@ -202,6 +238,11 @@ class Lab:
         return os.path.join(self.dir, "master.sock")
 
     @property
+    def haproxy_binary(self) -> str:
+        """The HAProxy binary this lab runs (resolved at start, see :func:`find_haproxy`)."""
+        return self._haproxy_bin or find_haproxy()
+
+    @property
     def haproxy_log(self) -> str:
         """HAProxy's stdout/stderr (startup messages, alerts about servers going DOWN)."""
         return os.path.join(self.dir, "haproxy.log")
@@ -255,6 +296,28 @@ class Lab:
             for words in (line.split() for line in reply.splitlines())
             if len(words) >= 2 and words[0].isdigit() and words[1] == "worker"
         ]
+
+    def reload(self, *, timeout: float = 30.0) -> str:
+        """Reload HAProxy through the master CLI (``reload``) and return its answer.
+
+        HAProxy 2.6 answers nothing and closes the connection (the master re-executes itself
+        and only then starts the new worker). From 2.7 on the master answers once the new
+        worker is up or has failed: ``Success=1`` (or ``Success=0``), ``--``, then the
+        startup logs. Both re-execute the binary the lab started (``-W``): the new master is
+        the same binary, with the same loader and libraries.
+
+        Does not wait for the new worker to answer on the admin socket (on 2.6 it may not be
+        up yet when this returns).
+
+        Raises:
+            LabError: the master said the reload failed (``Success=0``), or answered what
+                neither 2.6 nor 2.7+ answers; the message carries the answer.
+        """
+        self._require_haproxy(alive=True)
+        reply = raw_command(self.master_socket, "reload", timeout=timeout)
+        if reply == "" or reply.startswith("Success=1\n"):
+            return reply
+        raise LabError(f"HAProxy reload failed; the master CLI answered:\n{reply}")
 
     def signal_workers(self, sig: int) -> None:
         """Send ``sig`` to HAProxy's worker(s) only, e.g. SIGSTOP/SIGCONT to freeze the CLI."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -204,6 +205,40 @@ def worker_pid_from(address: str) -> int:
         if line.startswith("Pid: "):
             return int(line[5:])
     raise AssertionError(f"no Pid in show info on {address}")
+
+
+def version_from(address: str) -> tuple[int, int, int]:
+    """(major, minor, patch) of the HAProxy answering on ``address``, from ``show info``'s
+    ``Version`` (raw): ``2.6.12-1+deb12u4`` -> (2, 6, 12); ``3.1-dev9`` -> (3, 1, 0)."""
+    for line in raw_command(address, "show info").splitlines():
+        if line.startswith("Version: "):
+            found = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", line[9:])
+            assert found, line
+            major, minor, patch = found.groups()
+            return int(major), int(minor), int(patch or 0)
+    raise AssertionError(f"no Version in show info on {address}")
+
+
+def cut_requests_get_502(version: tuple[int, int, int]) -> bool:
+    """Whether a request cut by ``shutdown sessions server`` gets a 502 from HAProxy.
+
+    Up to 3.0.5 it does (seen on 2.6.12; eresp counts it). 3.1-dev9 made stream shutdown
+    asynchronous ("BUG/MEDIUM: stream: make stream_shutdown() async-safe", backported to
+    3.0.6): the client's connection is then closed with no response at all (seen on 3.0.11
+    and 3.2.26; eresp does not count it). Nothing in HAProxy's replies tells the two apart,
+    hence the version. 2.7-2.9 were not run; they are taken to answer 502 like 2.6.
+    """
+    return version < (3, 0, 6)
+
+
+def assert_cut_off(rig: Rig, request: InFlight) -> None:
+    """``request`` (finished) was cut by ``shutdown sessions server``, as this HAProxy cuts."""
+    if cut_requests_get_502(version_from(rig.admin)):
+        assert request.status == 502, (request.status, request.error)  # HAProxy answers
+    else:
+        # No response: RemoteDisconnected (a ConnectionResetError), or a reset.
+        assert request.status is None, request.status
+        assert isinstance(request.error, ConnectionResetError), request.error
 
 
 # --- labs --------------------------------------------------------------------------------------

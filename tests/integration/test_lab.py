@@ -262,6 +262,44 @@ def test_kill_haproxy_kills_master_and_worker_but_not_apps() -> None:
         assert all(handle.alive for handle in lab.apps().values())
 
 
+def _exe_and_libraries(pid: int) -> tuple[str, set[str]]:
+    """The executable of ``pid`` and the shared objects (loader included) it has mapped."""
+    with open(f"/proc/{pid}/maps", encoding="utf-8") as maps:
+        paths = {line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6}
+    return os.path.realpath(f"/proc/{pid}/exe"), {p for p in paths if ".so" in p}
+
+
+def test_a_reload_re_executes_the_same_binary_and_libraries(own_lab: Lab) -> None:
+    """Master-worker reload (the master re-executes itself): the same binary, loader and
+    libraries before and after, also for a binary patched to use its own root's loader and
+    libraries (scripts/haproxy-binaries.sh: its interpreter and rpath are in the file)."""
+    master, old_worker = own_lab.master_pid, own_lab.worker_pid()
+    exe, libraries = _exe_and_libraries(master)
+    assert exe == os.path.realpath(own_lab.haproxy_binary)
+    assert any("/libc.so" in p for p in libraries)
+    assert _exe_and_libraries(old_worker) == (exe, libraries)
+
+    reply = own_lab.reload()
+    assert reply == "" or reply.startswith("Success=1\n--\n")  # 2.6: nothing; 2.7+: this
+
+    def new_worker() -> int | None:
+        try:
+            pid = own_lab.worker_pid()
+        except (OSError, LabError):
+            return None  # the 2.6 master refuses connections while it re-executes
+        return pid if pid != old_worker else None
+
+    worker = poll_until(new_worker, timeout=10, interval=0.05, what="the new worker")
+    assert own_lab.master_pid == master
+    assert own_lab.haproxy_alive
+    assert _exe_and_libraries(master) == (exe, libraries)  # the re-executed master
+    assert _exe_and_libraries(worker) == (exe, libraries)
+    (master_row,) = [line.split() for line in raw_command(own_lab.master_socket, "show proc")
+                     .splitlines() if line.startswith(f"{master} ")]
+    assert master_row[1:5] == ["master", "1", "[failed:", "0]"]  # one reload, none failed
+    assert f"\nPid: {worker}\n" in raw_command(own_lab.admin_socket, "show info")
+
+
 def test_rejected_config_reports_haproxy_output_and_cleans_up() -> None:
     before = set(live_processes())
     spec = LabSpec([BackendSpec("be", [ServerSpec("s1")], extra=["no-such-keyword 1"])])
