@@ -1,14 +1,37 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: set-up, lint, strict typing, unit + integration +
-# end-to-end tests against a real HAProxy. Extra arguments go to pytest (e.g. -k rollout).
+# The whole test suite on a fresh machine: set-up, lint, strict typing, then the tests against
+# real HAProxy processes: every test (unit + integration + end-to-end) on the system's HAProxy
+# (Debian 12's 2.6), then the integration and end-to-end tests on Debian's HAProxy 3.0 and 3.2
+# (fetched once into ~/.cache/haproxyctl by scripts/haproxy-binaries.sh), one version after
+# the other. Extra arguments go to every pytest run (e.g. -k rollout).
+#
+#   HAPROXYCTL_TEST_VERSIONS="3.2"  only 3.2 besides the system's HAProxy ("" for none)
+#   HAPROXYCTL_TEST_JOBS=1          one test process (default 2: the tests mostly wait)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 export PATH="$PATH:/usr/sbin"
 
+read -r -a versions <<< "${HAPROXYCTL_TEST_VERSIONS-3.0 3.2}"
+binaries=()
+if [ ${#versions[@]} -gt 0 ]; then
+    # Before any test, so that a failed download stops the run at once.
+    mapfile -t binaries < <(bash scripts/haproxy-binaries.sh "${versions[@]}")
+    [ ${#binaries[@]} -eq ${#versions[@]} ] || { echo "test: no HAProxy binary for ${versions[*]}" >&2; exit 1; }
+fi
+jobs=${HAPROXYCTL_TEST_JOBS:-2}
+parallel=()
+# --dist loadfile keeps a module's tests (and its lab) in one process.
+[ "$jobs" -le 1 ] || parallel=(-n "$jobs" --dist loadfile)
+
 echo "== ruff ==" >&2
 .venv/bin/ruff check .
 echo "== mypy --strict ==" >&2
 .venv/bin/mypy --strict
-echo "== pytest ==" >&2
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+echo "== pytest: $(haproxy -v | head -1) ==" >&2
+.venv/bin/python -m pytest -p no:cacheprovider "${parallel[@]}" "$@"
+for i in "${!versions[@]}"; do
+    echo "== pytest (integration, e2e): $("${binaries[$i]}" -v | head -1) ==" >&2
+    HAPROXYCTL_HAPROXY=${binaries[$i]} .venv/bin/python -m pytest -p no:cacheprovider \
+        "${parallel[@]}" tests/integration tests/e2e "$@"
+done

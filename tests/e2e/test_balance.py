@@ -14,7 +14,6 @@ import pytest
 
 from haproxyctl import Client
 from haproxyctl.lab import Lab
-from haproxyctl.lab.rawcli import raw_command
 from haproxyctl.rollout import Phase, RolloutOptions
 from haproxyctl.rollout.journal import Journal
 
@@ -201,7 +200,7 @@ def test_balance_stops_with_a_clear_error_when_haproxy_is_reloaded(tmp_path: Pat
             try:
                 time.sleep(3.0)  # measured, and pulsing by now
                 assert proc.poll() is None, proc.communicate()
-                assert raw_command(lab.master_socket, "reload") == ""
+                lab.reload()
                 out, err = proc.communicate(timeout=60)
             finally:
                 if proc.poll() is None:
