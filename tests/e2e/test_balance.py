@@ -59,6 +59,7 @@ def balance(lab: Lab, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], 
     return done.returncode, json.loads(done.stdout), describe(done)
 
 
+@pytest.mark.load
 def test_stick_users_piled_on_one_server_are_spread_again(tmp_path: Path) -> None:
     with started_lab(one_backend(NAMES, persistence="stick-src")) as lab, \
             Client(lab.admin_socket) as client, \
@@ -95,6 +96,7 @@ def test_stick_users_piled_on_one_server_are_spread_again(tmp_path: Path) -> Non
         assert after == set(NAMES), after
 
 
+@pytest.mark.load
 def test_cookie_users_piled_on_one_server_are_spread_again(tmp_path: Path) -> None:
     with started_lab(one_backend(NAMES, persistence="cookie")) as lab, \
             Client(lab.admin_socket) as client, \

@@ -37,7 +37,7 @@ from .support import (
     started_lab,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.load]
 
 NAMES = tuple(f"s{i}" for i in range(1, 7))
 AFTER = 6.0

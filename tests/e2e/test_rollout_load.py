@@ -50,7 +50,7 @@ from .support import (
     started_lab,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.load]
 
 NAMES = ("s1", "s2", "s3", "s4")
 
